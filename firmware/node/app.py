@@ -1,0 +1,197 @@
+"""The node's main loop: sample on schedule, check limits, publish, answer commands.
+
+One blocking loop, as on a bare ESP32: each pass services the link (commands, keepalive), takes the
+readings that are due, checks them against their limits, publishes what is queued and sleeps until
+the next thing is due. Records wait in a small RAM queue while the broker is unreachable and go out
+in order, with their original (boot, seq), once it is back.
+"""
+
+import gc
+import json
+import machine
+import time
+from micropython import const
+
+from node import VERSION, alarms, config, health, payload, sensors
+from node.ds18b20 import ProbeBus
+from node.link import Link
+
+_TICK_MS = const(200)  # longest sleep between passes: bounds command latency
+_QUEUE_MAX = const(64)  # records kept while offline (a later issue spills them to flash)
+_BATCH_MAX = const(8)  # records per telemetry message when catching up
+_RESETS = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
+
+
+def _boot_counter():
+    """One more than last time, kept in NVS (survives resets, power loss and reflashing the app)."""
+    import esp32
+
+    nvs = esp32.NVS("floorwatch")
+    try:
+        boot = nvs.get_i32("boot") + 1
+    except OSError:
+        boot = 1
+    nvs.set_i32("boot", boot)
+    nvs.commit()
+    return boot
+
+
+class Node:
+    def __init__(self, cfg, config_error, net):
+        self.cfg = cfg
+        self.config_error = config_error
+        self.boot = _boot_counter()
+        self.reset = _RESETS.get(machine.reset_cause(), "unknown")
+        self.seq = 0
+        self.queue = []  # encoded records waiting for the broker, oldest first: (seq, record)
+        self.events = []  # encoded alarm events waiting for the broker
+        self.sensors, self.probe_buses = sensors.build(cfg["sensors"]) if cfg else ([], [])
+        self.alarms = alarms.Alarms(cfg["thresholds"] if cfg else {})
+        device_id, site, wifi, broker = net
+        self.topics = {}
+        for kind in payload.KINDS:
+            self.topics[kind] = payload.topic(site, device_id, kind)
+        will = payload.status("offline", VERSION, self.boot)
+        self.link = Link(device_id, wifi, broker, self.topics["status"], will, self.topics["cmd"])
+        intervals = cfg["intervals"] if cfg else {"temp_s": 10, "vib_s": 30, "diag_s": 60}
+        self.every = {name: int(intervals[name] * 1000) for name in ("temp_s", "vib_s", "diag_s")}
+        now = time.ticks_ms()
+        self.due = {"temp_s": now, "vib_s": now, "diag_s": time.ticks_add(now, self.every["diag_s"])}
+
+    # --- sampling ----------------------------------------------------------------------------
+    def _is_due(self, name, now):
+        if time.ticks_diff(now, self.due[name]) < 0:
+            return False
+        self.due[name] = time.ticks_add(self.due[name], self.every[name])
+        if time.ticks_diff(now, self.due[name]) >= 0:  # fell behind: skip, don't burst
+            self.due[name] = time.ticks_add(now, self.every[name])
+        return True
+
+    def sample(self):
+        if self.cfg is None:
+            return
+        now = time.ticks_ms()
+        want_temp = self._is_due("temp_s", now)
+        want_vib = self._is_due("vib_s", now)
+        if not (want_temp or want_vib):
+            return
+        temps = self._read_temps() if want_temp else None
+        vib = self._read_vibration() if want_vib else None
+        if temps or vib:
+            self.queue.append((self.seq, payload.record(now, temps, vib)))
+            self.seq += 1
+            if len(self.queue) > _QUEUE_MAX:
+                self.queue.pop(0)
+
+    def _read_temps(self):
+        for bus in self.probe_buses:
+            try:
+                bus.convert()
+            except Exception:
+                pass  # each probe on the bus records the failure when it is read
+        if self.probe_buses:
+            time.sleep_ms(ProbeBus.CONVERT_MS)
+        temps = {}
+        for sensor in self.sensors:
+            if sensor.kind == "temp":
+                value = sensor.read()
+                temps[sensor.name] = value
+                self._check(sensor.name, value)
+        return temps
+
+    def _read_vibration(self):
+        vib = {}
+        for sensor in self.sensors:
+            if sensor.kind == "vib" and sensor.read():
+                vib[sensor.name] = (sensor.rms, sensor.pk, sensor.cf)
+                self._check(sensor.name + ".rms", max(sensor.rms))
+                self._check(sensor.name + ".pk", max(sensor.pk))
+                self._check(sensor.name + ".cf", max(sensor.cf))
+        return vib
+
+    def _check(self, metric, value):
+        event = self.alarms.check(metric, value)
+        if event is not None:
+            self.events.append(payload.alarm(metric, event, value, time.ticks_ms(), self.boot))
+
+    # --- reporting ---------------------------------------------------------------------------
+    def diag(self):
+        healths = [sensor.health for sensor in self.sensors]
+        return payload.diag(
+            up=time.ticks_ms(), fw=VERSION, boot=self.boot, reset=self.reset, sensors=healths,
+            heap_free=gc.mem_free(), rssi=self.link.rssi(), mqtt_reconnects=self.link.mqtt_reconnects,
+            wifi_reconnects=self.link.wifi_reconnects, config_error=self.config_error,
+        )
+
+    def status(self):
+        state, _ = health.overall([s.health for s in self.sensors], gc.mem_free(), self.config_error)
+        return payload.status("online", VERSION, self.boot, self.reset, self.link.ip(), state, self.config_error)
+
+    def flush(self):
+        link = self.link
+        while self.events and link.publish(self.topics["alarm"], self.events[0]):
+            self.events.pop(0)
+        while self.queue:
+            batch = self.queue[:_BATCH_MAX]
+            msg = payload.telemetry(self.boot, batch[0][0], [record for _, record in batch])
+            if not link.publish(self.topics["telemetry"], msg):
+                return
+            del self.queue[: len(batch)]
+        if time.ticks_diff(time.ticks_ms(), self.due["diag_s"]) >= 0:
+            if link.publish(self.topics["diag"], json.dumps(self.diag())):
+                self.due["diag_s"] = time.ticks_add(time.ticks_ms(), self.every["diag_s"])
+
+    # --- commands ----------------------------------------------------------------------------
+    def handle_commands(self):
+        while self.link.inbox:
+            msg = self.link.inbox.pop(0)
+            try:
+                cmd_id, cmd, _args = payload.parse_command(msg)
+            except payload.CommandError as exc:
+                self.link.publish(self.topics["ack"], payload.ack(exc.cmd_id, exc.cmd, False, error=str(exc)))
+                continue
+            if cmd == "ping":
+                result = {"up": time.ticks_ms(), "fw": VERSION, "boot": self.boot}
+            else:  # "diag": parse_command admits no other command
+                result = self.diag()
+                self.link.publish(self.topics["diag"], json.dumps(result))
+            self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, True, result=result))
+
+    # --- main loop ---------------------------------------------------------------------------
+    def run(self):
+        self.link.start()
+        while True:
+            if self.link.service():
+                self.link.publish(self.topics["status"], self.status(), True)
+                self.due["diag_s"] = time.ticks_ms()
+            self.handle_commands()
+            try:
+                self.sample()
+            except Exception as exc:  # a bug in one pass must not stop the node
+                print("sampling failed:", repr(exc))
+            self.flush()
+            time.sleep_ms(self._idle_ms())
+
+    def _idle_ms(self):
+        now = time.ticks_ms()
+        wait = _TICK_MS
+        for name in ("temp_s", "vib_s"):
+            wait = min(wait, max(0, time.ticks_diff(self.due[name], now)))
+        return wait
+
+
+def run(path="config.json"):
+    cfg, error = config.load(path)
+    if error is None:
+        net = (cfg["device_id"], cfg["site"], cfg["wifi"], cfg["broker"])
+    else:
+        print("config rejected:", error)
+        try:
+            net = config.salvage(config.read(path))
+        except Exception:  # unreadable file or not JSON: nothing to salvage
+            net = None
+        if net is None:
+            print("no usable WiFi/broker settings: staying at the REPL")
+            return
+    Node(cfg, error, net).run()
+

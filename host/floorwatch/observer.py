@@ -1,0 +1,132 @@
+"""Watches a floorwatch fleet from the broker, as an independent subscriber.
+
+It keeps, per device, what the nodes have said on their topics, and checks every message against
+the contract. The simulator's live table and the tests read it; neither peeks inside the boards.
+"""
+
+import json
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+
+from . import contract
+
+
+class DeviceView:
+    def __init__(self, device_id):
+        self.device_id = device_id
+        self.status = None  # last status payload
+        self.temps = {}
+        self.vib_rms = {}
+        self.alarms = {}  # metric -> level, for levels above ok
+        self.health = None
+        self.records = []  # (boot, seq) of every telemetry record received, in arrival order
+        self.messages = 0
+        self.last_seen = None
+
+    @property
+    def state(self):
+        return self.status["state"] if self.status else "unknown"
+
+
+class Observer:
+    def __init__(self, host, port, site="+"):
+        self.host, self.port = host, port
+        self.devices = {}
+        self.violations = []  # (topic, reason) for messages that break the contract
+        self.acks = {}  # command id -> ack payload
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="observer-" + uuid.uuid4().hex[:8])
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self._filter = "floorwatch/%s/+/+" % site
+
+    def start(self, timeout=10):
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self._connected.wait(timeout):
+            raise TimeoutError("observer could not connect to %s:%d" % (self.host, self.port))
+        return self
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def publish_command(self, site, device_id, cmd, cmd_id=None, **args):
+        cmd_id = cmd_id or uuid.uuid4().hex[:12]
+        body = {"id": cmd_id, "cmd": cmd}
+        if args:
+            body["args"] = args
+        self.client.publish("floorwatch/%s/%s/cmd" % (site, device_id), json.dumps(body), qos=1)
+        return cmd_id
+
+    def wait_for(self, predicate, timeout):
+        """Poll `predicate(self)` until it is true; returns its last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                result = predicate(self)
+            if result or time.monotonic() >= deadline:
+                return result
+            time.sleep(0.05)
+
+    def snapshot(self):
+        with self._lock:
+            return sorted(self.devices.values(), key=lambda d: d.device_id)
+
+    # --- paho callbacks ----------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.subscribe(self._filter, qos=1)
+        self._connected.set()
+
+    def _on_message(self, client, userdata, message):
+        parts = message.topic.split("/")
+        if len(parts) != 4:
+            return
+        _, _site, device_id, kind = parts
+        if kind == "cmd":
+            return
+        try:
+            body = contract.validate(kind, message.payload)
+        except contract.ContractError as exc:
+            with self._lock:
+                self.violations.append((message.topic, str(exc)))
+            return
+        with self._lock:
+            view = self.devices.get(device_id) or self.devices.setdefault(device_id, DeviceView(device_id))
+            view.messages += 1
+            view.last_seen = time.time()
+            getattr(self, "_on_" + kind)(view, body)
+
+    def _on_status(self, view, body):
+        view.status = body
+        if body.get("health"):
+            view.health = body["health"]
+
+    def _on_telemetry(self, view, body):
+        for offset, record in enumerate(body["r"]):
+            view.records.append((body["boot"], body["seq"] + offset))
+            view.temps.update({k: v for k, v in record.get("t", {}).items() if v is not None})
+            for name, feats in record.get("v", {}).items():
+                view.vib_rms[name] = max(feats["rms"])
+
+    def _on_alarm(self, view, body):
+        if body["level"] == "ok":
+            view.alarms.pop(body["metric"], None)
+        else:
+            view.alarms[body["metric"]] = body["level"]
+
+    def _on_diag(self, view, body):
+        view.health = body["health"]
+
+    def _on_ack(self, view, body):
+        self.acks[body.get("id")] = body

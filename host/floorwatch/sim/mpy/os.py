@@ -1,0 +1,77 @@
+"""`os` (uos) for one board: its flash filesystem is a host directory; `/` is the flash root.
+
+Errors are raised as MicroPython raises them: OSError(errno) with the errno as args[0].
+"""
+
+import errno
+import os as _host_os
+import posixpath
+
+from . import new_module
+
+FLASH_BLOCK, FLASH_BLOCKS = 4096, 512  # a 2 MiB littlefs partition, as on a 4 MiB board
+
+
+def module(board):
+    root = str(board.flash_dir)
+    state = {"cwd": "/"}
+
+    def host_path(path):
+        if not isinstance(path, str):
+            raise TypeError("path must be a str")
+        full = posixpath.normpath(posixpath.join(state["cwd"], path))
+        if not full.startswith("/"):
+            full = "/" + full
+        return _host_os.path.join(root, full.lstrip("/"))
+
+    def _call(function, *args):
+        board.checkpoint()
+        try:
+            return function(*args)
+        except OSError as exc:
+            raise OSError(exc.errno or errno.EIO) from None
+
+    def open_file(path, mode="r", *args, **kwargs):
+        if "w" in mode or "a" in mode or "+" in mode:
+            board.check_flash_write()
+        return _call(open, host_path(path), mode, *args)
+
+    def listdir(path=""):
+        return sorted(_call(_host_os.listdir, host_path(path or state["cwd"])))
+
+    def ilistdir(path=""):
+        base = host_path(path or state["cwd"])
+        for name in listdir(path):
+            full = _host_os.path.join(base, name)
+            kind = 0x4000 if _host_os.path.isdir(full) else 0x8000
+            yield (name, kind, 0, 0 if kind == 0x4000 else _host_os.path.getsize(full))
+
+    def stat(path):
+        st = _call(_host_os.stat, host_path(path))
+        mode = 0x4000 if _host_os.path.isdir(host_path(path)) else 0x8000
+        return (mode, 0, 0, 0, 0, 0, 0 if mode == 0x4000 else st.st_size, int(st.st_mtime), int(st.st_mtime), int(st.st_mtime))
+
+    def statvfs(path="/"):
+        used = sum(_host_os.path.getsize(_host_os.path.join(d, f)) for d, _, fs in _host_os.walk(root) for f in fs)
+        free = max(0, FLASH_BLOCKS - (used + FLASH_BLOCK - 1) // FLASH_BLOCK)
+        return (FLASH_BLOCK, FLASH_BLOCK, FLASH_BLOCKS, free, free, 0, 0, 0, 0, 255)
+
+    def chdir(path):
+        target = posixpath.normpath(posixpath.join(state["cwd"], path))
+        if not _host_os.path.isdir(host_path(target)):
+            raise OSError(errno.ENOENT)
+        state["cwd"] = target
+
+    def uname():
+        return ("esp32", "esp32", "1.24.1", "v1.24.1 (simulated)", "Simulated %s module" % board.chip.upper())
+
+    return new_module(
+        "os", __doc__, open_file=open_file, listdir=listdir, ilistdir=ilistdir, stat=stat,
+        statvfs=statvfs, chdir=chdir, getcwd=lambda: state["cwd"], uname=uname,
+        remove=lambda path: _call(_host_os.remove, host_path(path)),
+        rename=lambda old, new: _call(_host_os.replace, host_path(old), host_path(new)),
+        mkdir=lambda path: _call(_host_os.mkdir, host_path(path)),
+        rmdir=lambda path: _call(_host_os.rmdir, host_path(path)),
+        sync=lambda: None, urandom=lambda n: bytes(board.rng.getrandbits(8) for _ in range(n)),
+        dupterm=lambda stream=None, index=0: None, sep="/",
+    )

@@ -1,0 +1,127 @@
+"""The real firmware on simulated boards, publishing to a real mosquitto, seen by an observer."""
+
+import json
+import time
+
+import pytest
+
+from floorwatch.observer import Observer
+from floorwatch.sim.fleet import Fleet
+
+pytestmark = pytest.mark.broker
+
+FAST = {"temp_s": 1, "vib_s": 2, "diag_s": 10}
+
+
+def contiguous(records):
+    """True when the (boot, seq) pairs of each boot run 0, 1, 2, ... in order with no gap."""
+    expected = {}
+    for boot, seq in records:
+        if seq != expected.get(boot, 0):
+            return False
+        expected[boot] = seq + 1
+    return True
+
+
+@pytest.fixture
+def fleet_of(broker, tmp_path):
+    made = []
+
+    def make(count, site, **kwargs):
+        fleet = Fleet(count, broker.host, broker.port, site=site, workdir=tmp_path, intervals=FAST, **kwargs)
+        made.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in made:
+        fleet.close()
+
+
+def test_boards_come_online_publish_in_order_and_go_offline(broker, fleet_of):
+    fleet = fleet_of(3, "itest-a")
+    ids = [b.device_id for b in fleet.boards]
+    with Observer(broker.host, broker.port, site="itest-a") as obs:
+        fleet.start()
+        assert obs.wait_for(lambda o: all(i in o.devices and o.devices[i].state == "online" for i in ids), 20)
+        assert obs.wait_for(lambda o: all(len(o.devices[i].records) >= 4 for i in ids), 30)
+        fleet.stop()
+        assert obs.wait_for(lambda o: all(o.devices[i].state == "offline" for i in ids), 20)
+        for view in obs.snapshot():
+            assert contiguous(view.records), view.records
+            assert view.temps and view.vib_rms, view.device_id
+            assert view.health == "ok"
+        assert obs.violations == []
+
+
+def test_ping_and_diag_are_acknowledged_with_their_ids(broker, fleet_of):
+    fleet = fleet_of(1, "itest-b")
+    with Observer(broker.host, broker.port, site="itest-b") as obs:
+        fleet.start()
+        assert obs.wait_for(lambda o: "sim-001" in o.devices and o.devices["sim-001"].state == "online", 20)
+        ping = obs.publish_command("itest-b", "sim-001", "ping")
+        diag = obs.publish_command("itest-b", "sim-001", "diag")
+        bogus = obs.publish_command("itest-b", "sim-001", "frobnicate")
+        assert obs.wait_for(lambda o: {ping, diag, bogus} <= set(o.acks), 15)
+        assert obs.acks[ping]["ok"] and obs.acks[ping]["result"]["boot"] >= 1
+        assert obs.acks[diag]["ok"] and "bearing" in obs.acks[diag]["result"]["sensors"]
+        assert not obs.acks[bogus]["ok"] and "frobnicate" in obs.acks[bogus]["error"]
+        assert obs.violations == []
+
+
+def test_unplugged_probe_becomes_a_diagnostic_and_recovers(broker, fleet_of):
+    fleet = fleet_of(1, "itest-c")
+    board = fleet.boards[0]
+    pin, bus = next(iter(board.onewire_buses.items()))
+    rom = bus.devices[0].rom
+    with Observer(broker.host, broker.port, site="itest-c") as obs:
+        fleet.start()
+        assert obs.wait_for(lambda o: "sim-001" in o.devices and len(o.devices["sim-001"].records) >= 2, 20)
+        board.unplug(pin, rom)
+        seen = len(obs.devices["sim-001"].records)
+        assert obs.wait_for(lambda o: len(o.devices["sim-001"].records) >= seen + 2, 20)
+        cmd = obs.publish_command("itest-c", "sim-001", "diag")
+        assert obs.wait_for(lambda o: cmd in o.acks, 15)
+        diag = obs.acks[cmd]["result"]
+        sick = [name for name, s in diag["sensors"].items() if not s["present"]]
+        assert len(sick) == 1 and diag["health"] == "degraded", diag
+        board.replug(pin, rom)
+        seen = len(obs.devices["sim-001"].records)
+        assert obs.wait_for(lambda o: len(o.devices["sim-001"].records) >= seen + 3, 20)
+        cmd = obs.publish_command("itest-c", "sim-001", "diag")
+        assert obs.wait_for(lambda o: cmd in o.acks, 15)
+        assert obs.acks[cmd]["result"]["health"] == "ok", obs.acks[cmd]["result"]
+
+
+def test_wifi_outage_loses_no_record(broker, fleet_of):
+    fleet = fleet_of(1, "itest-d")
+    board = fleet.boards[0]
+    with Observer(broker.host, broker.port, site="itest-d") as obs:
+        fleet.start()
+        assert obs.wait_for(lambda o: "sim-001" in o.devices and len(o.devices["sim-001"].records) >= 2, 20)
+        board.wifi_down()
+        time.sleep(4)
+        board.wifi_up()
+        before = len(obs.devices["sim-001"].records)
+        assert obs.wait_for(lambda o: len(o.devices["sim-001"].records) >= before + 4, 30)
+        view = obs.devices["sim-001"]
+        assert contiguous(sorted(set(view.records))), view.records
+        assert view.state == "online"
+
+
+def test_bad_config_is_reported_in_status_and_the_node_stays_reachable(broker, fleet_of):
+    fleet = fleet_of(1, "itest-e")
+    board = fleet.boards[0]
+    path = board.flash_dir / "config.json"
+    config = json.loads(path.read_text())
+    config["sensors"][0]["pin"] = "four"
+    path.write_text(json.dumps(config))
+    with Observer(broker.host, broker.port, site="itest-e") as obs:
+        fleet.start()
+        assert obs.wait_for(lambda o: "sim-001" in o.devices and o.devices["sim-001"].status, 20)
+        status = obs.devices["sim-001"].status
+        assert status["state"] == "online"
+        assert status["config_error"].startswith("sensors[0].pin:") and "four" in status["config_error"]
+        assert status["health"] == "fault"
+        ping = obs.publish_command("itest-e", "sim-001", "ping")
+        assert obs.wait_for(lambda o: ping in o.acks, 15)
+        assert obs.devices["sim-001"].records == []
