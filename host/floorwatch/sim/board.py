@@ -264,14 +264,11 @@ class Board:
 
     def replug(self, bus_key, addr_or_rom):
         device = self._device(bus_key, addr_or_rom)
-        device.present = True
-        if hasattr(device, "power_cycle"):
-            device.power_cycle()
+        device.present = True  # plugging in powers the device up from its reset state
+        if hasattr(device, "power_on"):
+            device.power_on()
 
     def _device(self, bus_key, key):
         if isinstance(bus_key, tuple):
             return self.i2c_buses[bus_key].device(key)
-        for device in self.onewire_buses[bus_key].devices:
-            if bytes(device.rom) == bytes(key):
-                return device
-        raise KeyError(key)
+        return self.onewire_buses[bus_key].device(key)

@@ -86,7 +86,7 @@ class Fleet:
                           chip=self.board_def["chip"], ap=ap)
             config = board_config(index, site, host, port, self.board_def, board_seed, ap, intervals)
             (board.flash_dir / "config.json").write_text(json.dumps(config, indent=1))
-            machine = Machine(board_seed, mode=mode)
+            machine = Machine(board_seed, mode=mode, clock=board.clock.now)
             wire(board, config, machine)
             self.boards.append(board)
             self.machines.append(machine)
