@@ -10,6 +10,7 @@ import sys
 import click
 
 from . import __version__
+from .broker import BrokerError, parse_broker_url
 
 SITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -23,8 +24,6 @@ def _site(ctx, param, value):
 def _broker(ctx, param, value):
     if value is None:
         return None
-    from .broker import parse_broker_url
-
     try:
         parse_broker_url(value)
     except ValueError as exc:
@@ -66,6 +65,6 @@ def main(argv=None):
     except click.ClickException as exc:
         click.echo("floorwatch: error: %s" % exc.format_message(), err=True)
         sys.exit(1)
-    except (OSError, ValueError) as exc:  # e.g. the broker cannot be reached or started
+    except (OSError, ValueError, BrokerError) as exc:  # e.g. the broker cannot be reached or started
         click.echo("floorwatch: error: %s" % exc, err=True)
         sys.exit(1)

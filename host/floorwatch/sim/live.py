@@ -1,5 +1,6 @@
 """`floorwatch sim`: run simulated boards against a broker and show them in a live table."""
 
+import contextlib
 import signal
 import threading
 import time
@@ -8,7 +9,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ..broker import Mosquitto
+from ..broker import BrokerError, Mosquitto, parse_broker_url
 from ..observer import Observer
 from .fleet import Fleet
 
@@ -53,23 +54,24 @@ def table(observer, fleet, elapsed, duration):
 
 def run(boards, broker_url, duration, seed, site, console=None):
     """Run the simulation; returns the observer's final views (for the summary and tests)."""
-    from ..broker import parse_broker_url
-
     console = console or Console()
-    own_broker = None
-    if broker_url is None:
-        own_broker = Mosquitto().start()
-        host, port = own_broker.host, own_broker.port
-        console.print("started a private mosquitto on %s:%d" % (host, port))
-    else:
-        host, port = parse_broker_url(broker_url)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *a: stop.set())
-    fleet = Fleet(boards, host, port, site=site, seed=seed)
-    observer = Observer(host, port, site=site).start()
-    started = time.monotonic()
-    try:
-        fleet.start()
+    with contextlib.ExitStack() as cleanup:
+        if broker_url is None:
+            broker = cleanup.enter_context(Mosquitto())
+            host, port = broker.host, broker.port
+            console.print("started a private mosquitto on %s:%d" % (host, port))
+        else:
+            host, port = parse_broker_url(broker_url)
+        try:
+            observer = Observer(host, port, site=site).start()
+        except (OSError, TimeoutError) as exc:
+            raise BrokerError("cannot reach the broker at %s:%d (%s)" % (host, port, exc)) from None
+        cleanup.callback(observer.stop)
+        fleet = cleanup.enter_context(Fleet(boards, host, port, site=site, seed=seed))
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda *a: stop.set())
+        cleanup.callback(signal.signal, signal.SIGINT, previous)
+        started = time.monotonic()
         with Live(table(observer, fleet, 0, duration), console=console, refresh_per_second=2) as live:
             while not stop.is_set():
                 elapsed = time.monotonic() - started
@@ -77,15 +79,9 @@ def run(boards, broker_url, duration, seed, site, console=None):
                     break
                 live.update(table(observer, fleet, elapsed, duration))
                 stop.wait(0.5)
-            fleet.stop()
+            fleet.stop()  # power cut: the broker publishes each board's Last Will
             ids = [b.device_id for b in fleet.boards]
             observer.wait_for(lambda o: all(o.devices.get(i) and o.devices[i].state == "offline" for i in ids), 10)
             live.update(table(observer, fleet, time.monotonic() - started, duration))
         console.print()
         return observer.snapshot()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        observer.stop()
-        fleet.close()
-        if own_broker:
-            own_broker.stop()
