@@ -1,0 +1,368 @@
+"""Validate config.json (see docs/contract.md) and fill in every default.
+
+The rules live in tables of (key, check, arg, default) rows, one table per
+JSON object, so a new field is one row. A check returns the normalized value
+or raises ConfigError; the first problem wins, in table order, so the error a
+node reports does not depend on dict iteration order.
+"""
+import json
+from micropython import const
+
+_MAX_SENSORS = const(8)
+_SHOW_MAX = const(40)
+
+TEMP_TYPES = ("ds18b20", "mcu_temp")
+ACCEL_TYPES = ("adxl345", "mpu6050")
+VIB_METRICS = ("rms", "pk", "cf")
+
+_REQ = "<required>"  # default marker: the key must be present
+
+
+class ConfigError(ValueError):
+    """One rejected field: str() is 'field: reason naming the value'."""
+
+    def __init__(self, field, value, reason):
+        super().__init__(field + ": " + reason)
+        self.field = field
+        self.value = value
+
+
+def _show(path, v):
+    # Config errors are published (retained) in status: never echo a secret.
+    if path.endswith("password"):
+        return "(hidden)"
+    if type(v) is str:
+        s = repr(v)
+    else:
+        try:
+            s = json.dumps(v)
+        except Exception:
+            s = repr(v)
+    if len(s) > _SHOW_MAX:
+        s = s[:_SHOW_MAX - 3] + "..."
+    return s
+
+
+def _bad(path, v, what):
+    return ConfigError(path, v, _show(path, v) + " " + what)
+
+
+# ---- checks: check(value, arg, path) -> normalized value ----
+
+def _int(v, rng, path):
+    # type() rather than isinstance(): CPython's bool is an int subclass.
+    if type(v) is not int:
+        raise _bad(path, v, "is not an integer")
+    return _range(v, rng, path)
+
+
+def _num(v, rng, path):
+    # v - v == 0 rejects inf and nan (json.loads turns 1e400 into inf).
+    if type(v) not in (int, float) or v - v != 0:
+        raise _bad(path, v, "is not a number")
+    return _range(v, rng, path)
+
+
+def _num_or_null(v, rng, path):
+    return None if v is None else _num(v, rng, path)
+
+
+def _range(v, rng, path):
+    if rng is None:
+        return v
+    lo, hi = rng
+    if hi is None:
+        if not v >= lo:
+            raise _bad(path, v, "is below " + str(lo))
+    elif not lo <= v <= hi:
+        raise _bad(path, v, "is out of range %s..%s" % (lo, hi))
+    return v
+
+
+def _bool(v, arg, path):
+    if type(v) is not bool:
+        raise _bad(path, v, "is not true or false")
+    return v
+
+
+def _str(v, rng, path):
+    if type(v) is not str:
+        raise _bad(path, v, "is not a string")
+    if not rng[0] <= len(v) <= rng[1]:
+        raise _bad(path, v, "is not %d..%d characters long" % rng)
+    return v
+
+
+def _str_or_null(v, rng, path):
+    return None if v is None else _str(v, rng, path)
+
+
+def _ident(v, maxlen, path):
+    """^[a-z0-9][a-z0-9_-]{0,maxlen-1}$ by hand: MicroPython's re has no {m,n}."""
+    if type(v) is not str:
+        raise _bad(path, v, "is not a string")
+    ok = 0 < len(v) <= maxlen
+    for i in range(len(v) if ok else 0):
+        c = v[i]
+        if not ("a" <= c <= "z" or "0" <= c <= "9" or (i and c in "_-")):
+            ok = False
+            break
+    if not ok:
+        raise _bad(path, v, "is not a valid name (1..%d of a-z 0-9 _ -, "
+                   "starting with a letter or digit)" % maxlen)
+    return v
+
+
+def _oneof(v, choices, path):
+    # The type test keeps true/4.0 from matching 1/4.
+    if type(v) is not type(choices[0]) or v not in choices:
+        raise _bad(path, v, "is not one of " + ", ".join([str(c) for c in choices]))
+    return v
+
+
+def _rom(v, arg, path):
+    if v is None:
+        return None
+    if type(v) is not str or len(v) != 16:
+        raise _bad(path, v, "is not 16 hex digits")
+    v = v.lower()
+    for c in v:
+        if c not in "0123456789abcdef":
+            raise _bad(path, v, "is not 16 hex digits")
+    if v[:2] != "28":
+        raise _bad(path, v, "does not start with the DS18B20 family code 28")
+    return v
+
+
+def _object(v, spec, path):
+    return _fields(v, spec, path)
+
+
+def _loose(v, spec, path):
+    return _fields(v, spec, path, False)
+
+
+def _any_object(v, arg, path):
+    if type(v) is not dict:
+        raise _bad(path, v, "is not an object")
+    return v
+
+
+def _join(path, key):
+    return path + "." + key if path else key
+
+
+def _fields(raw, spec, path, strict=True):
+    """Check raw against spec rows; returns a new dict with defaults filled."""
+    if type(raw) is not dict:
+        raise _bad(path or "config", raw, "is not an object")
+    out = {}
+    for key, check, arg, default in spec:
+        p = _join(path, key)
+        if key in raw:
+            out[key] = check(raw[key], arg, p)
+        elif default is _REQ:
+            raise ConfigError(p, None, "missing (required)")
+        elif type(default) in (dict, list):
+            # A container default still goes through its check to get its defaults.
+            out[key] = check(type(default)(), arg, p)
+        else:
+            out[key] = default
+    if strict:
+        for key in sorted(raw):
+            if key not in out:
+                raise ConfigError(_join(path, key), raw[key], "unknown key")
+    return out
+
+
+# ---- tables ----
+
+_PIN = (0, 48)
+
+_WIFI = (
+    ("ssid", _str, (1, 32), _REQ),
+    ("password", _str, (0, 63), ""),
+)
+
+_BROKER = (
+    ("host", _str, (1, 253), _REQ),
+    ("port", _int, (1, 65535), None),  # None: derived from tls below
+    ("user", _str_or_null, (0, 65535), None),
+    ("password", _str_or_null, (0, 65535), None),
+    ("tls", _bool, None, False),
+    ("keepalive_s", _int, (5, 3600), 30),
+)
+
+_INTERVALS = (
+    ("temp_s", _num, (1, 3600), 10),
+    ("vib_s", _num, (1, 3600), 30),
+    ("diag_s", _num, (10, 86400), 60),
+)
+
+# 1 kHz / (1 + SMPLRT_DIV): the rates dividing 1000; the 8-bit divider stops at 4 Hz.
+_MPU_ODRS = (4, 5, 8, 10, 20, 25, 40, 50, 100, 125, 200, 250, 500, 1000)
+
+_SENSOR_HEAD = (
+    ("name", _ident, 16, _REQ),
+    ("type", _oneof, TEMP_TYPES + ACCEL_TYPES, _REQ),
+)
+
+
+def _accel(addrs, odrs, odr_default):
+    return (
+        ("sda", _int, _PIN, _REQ),
+        ("scl", _int, _PIN, _REQ),
+        ("addr", _oneof, addrs, addrs[0]),
+        ("range_g", _oneof, (2, 4, 8, 16), 4),
+        ("odr_hz", _oneof, odrs, odr_default),
+        ("window", _int, (64, 2048), 512),
+    )
+
+
+_SENSOR_BODY = {
+    "ds18b20": (("pin", _int, _PIN, _REQ), ("rom", _rom, None, None)),
+    "mcu_temp": (),
+    "adxl345": _accel((83, 29), (100, 200, 400, 800, 1600, 3200), 1600),
+    "mpu6050": _accel((104, 105), _MPU_ODRS, 1000),
+}
+
+_LIMIT = (
+    ("warn", _num_or_null, None, None),
+    ("alarm", _num_or_null, None, None),
+    ("deadband", _num, (0, None), 0),
+)
+
+
+def _clash(a, b):
+    """(field, why) if sensor b would drive the same device as sensor a, else None."""
+    t = b["type"]
+    if t == "ds18b20" and a["type"] == t and a["pin"] == b["pin"]:
+        # rom null means "the only probe on this bus".
+        if a["rom"] is None or b["rom"] is None or a["rom"] == b["rom"]:
+            return "rom", "probes sharing a pin need distinct roms"
+    elif t == "mcu_temp" and a["type"] == t:
+        return "type", "there is one chip sensor"
+    elif t in ACCEL_TYPES and a["type"] in ACCEL_TYPES:
+        if (a["sda"], a["scl"], a["addr"]) == (b["sda"], b["scl"], b["addr"]):
+            return "addr", "same I2C pins and address"
+    return None
+
+
+def _sensors(v, arg, path):
+    if type(v) is not list:
+        raise _bad(path, v, "is not a list")
+    if len(v) > _MAX_SENSORS:
+        raise ConfigError(path, v, "has %d entries, at most %d allowed" % (len(v), _MAX_SENSORS))
+    out = []
+    for i in range(len(v)):
+        p = "%s[%d]" % (path, i)
+        head = _fields(v[i], _SENSOR_HEAD, p, False)
+        s = _fields(v[i], _SENSOR_HEAD + _SENSOR_BODY[head["type"]], p)
+        for j in range(i):
+            if out[j]["name"] == s["name"]:
+                raise ConfigError(p + ".name", s["name"], "%s is already used by %s[%d]"
+                                  % (_show("", s["name"]), path, j))
+            clash = _clash(out[j], s)
+            if clash:
+                key = clash[0]
+                raise ConfigError(p + "." + key, s[key], "%s clashes with %s[%d]: %s"
+                                  % (_show("", s[key]), path, j, clash[1]))
+        out.append(s)
+    return out
+
+
+_TOP = (
+    ("device_id", _ident, 32, _REQ),
+    ("site", _ident, 32, _REQ),
+    ("wifi", _object, _WIFI, _REQ),
+    ("broker", _object, _BROKER, _REQ),
+    ("sensors", _sensors, None, []),
+    ("intervals", _object, _INTERVALS, {}),
+    ("thresholds", _any_object, None, {}),  # checked after sensors are known
+)
+
+
+def metric_names(sensors):
+    """Every metric a threshold may name, for validated sensor entries."""
+    names = []
+    for s in sensors:
+        if s["type"] in ACCEL_TYPES:
+            for m in VIB_METRICS:
+                names.append(s["name"] + "." + m)
+        else:
+            names.append(s["name"])
+    return names
+
+
+def _thresholds(raw, sensors):
+    known = metric_names(sensors)
+    out = {}
+    for m in sorted(raw):
+        p = "thresholds." + m
+        if m not in known:
+            raise ConfigError(p, m, "%s is not a metric of a configured sensor (a temperature "
+                              "sensor name, or <accelerometer>.rms, .pk or .cf)" % _show("", m))
+        t = _fields(raw[m], _LIMIT, p)
+        if t["warn"] is None and t["alarm"] is None:
+            raise ConfigError(p, raw[m], "needs warn or alarm (or both)")
+        if t["warn"] is not None and t["alarm"] is not None and t["warn"] > t["alarm"]:
+            raise ConfigError(p + ".warn", t["warn"], "%s is above alarm %s" % (
+                _show("", t["warn"]), _show("", t["alarm"])))
+        out[m] = t
+    return out
+
+
+def _broker_port(b):
+    if b["port"] is None:
+        b["port"] = 8883 if b["tls"] else 1883
+    return b
+
+
+def validate(raw):
+    """Return a new, fully defaulted config dict, or raise ConfigError."""
+    cfg = _fields(raw, _TOP, "")
+    _broker_port(cfg["broker"])
+    cfg["thresholds"] = _thresholds(cfg["thresholds"], cfg["sensors"])
+    return cfg
+
+
+def read(path="config.json"):
+    """The raw JSON of the config file (raises OSError / ValueError)."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def _line(s):
+    return s.replace("\n", " ").replace("\r", " ")
+
+
+def load(path="config.json"):
+    """(cfg, None) for a good file, else (None, one line saying why not)."""
+    try:
+        raw = read(path)
+    except OSError as e:
+        return None, _line("%s: cannot read the file (%s)" % (path, e))
+    except ValueError as e:  # also UnicodeError
+        return None, _line("%s: not valid JSON (%s)" % (path, e))
+    try:
+        return validate(raw), None
+    except ConfigError as e:
+        return None, _line(str(e))
+
+
+_SALVAGE = _TOP[:2] + (("wifi", _loose, _WIFI, _REQ), ("broker", _loose, _BROKER, _REQ))
+
+
+def salvage(raw):
+    """Best effort (device_id, site, wifi, broker) from a rejected config.
+
+    Lets a node with a bad config still connect and report the problem.
+    Unknown keys are ignored here; None when any of the four is unusable.
+    """
+    if type(raw) is not dict:
+        return None
+    try:
+        got = _fields(raw, _SALVAGE, "", False)
+    except ConfigError:
+        return None
+    return (got["device_id"], got["site"], got["wifi"], _broker_port(got["broker"]))

@@ -1,0 +1,482 @@
+"""Cases for node.config; plain functions in the MicroPython subset (run on CPython and in the VM).
+
+FILES are written to a directory by the runner, which sets DATA to its path before any case runs.
+"""
+from node import config
+
+DATA = None  # set by the runner: a directory holding FILES
+
+GOOD = (
+    '{"device_id": "press-07", "site": "plant-a", "wifi": {"ssid": "factory", "password": "pw"},'
+    ' "broker": {"host": "10.0.0.2"}, "sensors": [{"name": "chip", "type": "mcu_temp"}]}'
+)
+FILES = {
+    "good.json": GOOD,
+    "broken.json": '{"device_id": "press-07", ',
+    "rejected.json": GOOD.replace('"press-07"', '"Press 07"'),
+    "list.json": "[1, 2]",
+}
+
+
+def _full():
+    """The example of docs/contract.md."""
+    return {
+        "device_id": "press-07",
+        "site": "plant-a",
+        "wifi": {"ssid": "factory", "password": "secret"},
+        "broker": {"host": "10.0.0.2", "port": 1883, "user": None, "password": None,
+                   "tls": False, "keepalive_s": 30},
+        "sensors": [
+            {"name": "bearing", "type": "ds18b20", "pin": 4, "rom": "28ff641e8116037a"},
+            {"name": "winding", "type": "ds18b20", "pin": 4, "rom": "28ff9a1d8116032c"},
+            {"name": "chip", "type": "mcu_temp"},
+            {"name": "motor", "type": "adxl345", "sda": 21, "scl": 22, "addr": 83,
+             "range_g": 4, "odr_hz": 1600, "window": 512},
+        ],
+        "intervals": {"temp_s": 10, "vib_s": 30, "diag_s": 60},
+        "thresholds": {
+            "bearing": {"warn": 80, "alarm": 90, "deadband": 2},
+            "motor.rms": {"warn": 0.5, "alarm": 1.0, "deadband": 0.05},
+        },
+    }
+
+
+def _minimal():
+    return {"device_id": "n1", "site": "s1", "wifi": {"ssid": "w"}, "broker": {"host": "h"}}
+
+
+def _walk(cfg, path):
+    """(container, last key) for a dotted path; numeric parts index lists."""
+    parts = path.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        node = node[int(p)] if type(node) is list else node[p]
+    last = parts[-1]
+    return node, (int(last) if type(node) is list else last)
+
+
+def _with(cfg, path, value):
+    node, key = _walk(cfg, path)
+    node[key] = value
+    return cfg
+
+
+def _without(cfg, path):
+    node, key = _walk(cfg, path)
+    del node[key]
+    return cfg
+
+
+def _err(raw):
+    try:
+        config.validate(raw)
+    except config.ConfigError as e:
+        return e
+    raise AssertionError("accepted: " + repr(raw))
+
+
+def _rejects(raw, field, words=None):
+    e = _err(raw)
+    assert e.field == field, "field %r, wanted %r (%s)" % (e.field, field, e)
+    msg = str(e)
+    assert msg.startswith(field + ": "), msg
+    if words:
+        assert words in msg, "%r not in %r" % (words, msg)
+    return e
+
+
+def test_contract_example_is_valid_and_kept():
+    raw = _full()
+    cfg = config.validate(raw)
+    assert cfg == raw  # every field given: nothing to add or change
+    assert cfg is not raw and cfg["sensors"] is not raw["sensors"]
+    assert cfg["broker"] is not raw["broker"] and cfg["sensors"][0] is not raw["sensors"][0]
+
+
+def test_validate_leaves_input_alone():
+    raw = _minimal()
+    config.validate(raw)
+    assert raw == _minimal()
+
+
+def test_defaults_filled():
+    cfg = config.validate(_minimal())
+    assert cfg["wifi"] == {"ssid": "w", "password": ""}
+    assert cfg["broker"] == {"host": "h", "port": 1883, "user": None, "password": None,
+                             "tls": False, "keepalive_s": 30}
+    assert cfg["sensors"] == []
+    assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 60}
+    assert cfg["thresholds"] == {}
+    assert sorted(cfg) == ["broker", "device_id", "intervals", "sensors", "site", "thresholds", "wifi"]
+
+
+def test_tls_changes_default_port_only():
+    cfg = config.validate(_with(_minimal(), "broker.tls", True))
+    assert cfg["broker"]["port"] == 8883
+    raw = _with(_minimal(), "broker.tls", True)
+    raw["broker"]["port"] = 1884
+    assert config.validate(raw)["broker"]["port"] == 1884
+
+
+def test_sensor_defaults_per_type():
+    raw = _minimal()
+    raw["sensors"] = [
+        {"name": "t", "type": "ds18b20", "pin": 4},
+        {"name": "c", "type": "mcu_temp"},
+        {"name": "a", "type": "adxl345", "sda": 21, "scl": 22},
+        {"name": "m", "type": "mpu6050", "sda": 21, "scl": 22},
+    ]
+    s = config.validate(raw)["sensors"]
+    assert s[0] == {"name": "t", "type": "ds18b20", "pin": 4, "rom": None}
+    assert s[1] == {"name": "c", "type": "mcu_temp"}
+    assert s[2] == {"name": "a", "type": "adxl345", "sda": 21, "scl": 22, "addr": 83,
+                    "range_g": 4, "odr_hz": 1600, "window": 512}
+    assert s[3] == {"name": "m", "type": "mpu6050", "sda": 21, "scl": 22, "addr": 104,
+                    "range_g": 4, "odr_hz": 1000, "window": 512}
+
+
+def test_limit_defaults():
+    raw = _full()
+    raw["thresholds"] = {"bearing": {"warn": 80}, "chip": {"alarm": 70}}
+    t = config.validate(raw)["thresholds"]
+    assert t["bearing"] == {"warn": 80, "alarm": None, "deadband": 0}
+    assert t["chip"] == {"warn": None, "alarm": 70, "deadband": 0}
+
+
+def test_missing_required_fields():
+    for path in ("device_id", "site", "wifi", "wifi.ssid", "broker", "broker.host",
+                 "sensors.0.name", "sensors.0.type", "sensors.0.pin",
+                 "sensors.3.sda", "sensors.3.scl"):
+        field = path.replace(".0.", "[0].").replace(".3.", "[3].")
+        _rejects(_without(_full(), path), field, "missing")
+
+
+def test_wrong_types():
+    cases = (
+        ("device_id", 7, "device_id", "7 is not a string"),
+        ("wifi", "factory", "wifi", "'factory' is not an object"),
+        ("wifi.ssid", 5, "wifi.ssid", "5 is not a string"),
+        ("wifi.password", 12345678, "wifi.password", "is not a string"),
+        ("broker.host", None, "broker.host", "null is not a string"),
+        ("broker.port", "abc", "broker.port", "'abc' is not an integer"),
+        ("broker.port", 1883.0, "broker.port", "is not an integer"),
+        ("broker.port", None, "broker.port", "null is not an integer"),
+        ("broker.user", 5, "broker.user", "5 is not a string"),
+        ("broker.tls", 1, "broker.tls", "1 is not true or false"),
+        ("broker.tls", "yes", "broker.tls", "'yes' is not true or false"),
+        ("broker.keepalive_s", "30", "broker.keepalive_s", "'30' is not an integer"),
+        ("sensors", {}, "sensors", "{} is not a list"),
+        ("sensors.1", "winding", "sensors[1]", "'winding' is not an object"),
+        ("sensors.0.pin", "4", "sensors[0].pin", "'4' is not an integer"),
+        ("sensors.0.rom", 123, "sensors[0].rom", "is not 16 hex digits"),
+        ("sensors.3.window", 512.5, "sensors[3].window", "is not an integer"),
+        ("intervals", [], "intervals", "[] is not an object"),
+        ("intervals.temp_s", "10", "intervals.temp_s", "'10' is not a number"),
+        ("thresholds", [], "thresholds", "[] is not an object"),
+        ("thresholds.bearing", 80, "thresholds.bearing", "80 is not an object"),
+        ("thresholds.bearing.warn", "80", "thresholds.bearing.warn", "'80' is not a number"),
+        ("thresholds.bearing.deadband", None, "thresholds.bearing.deadband", "null is not a number"),
+    )
+    for path, value, field, words in cases:
+        _rejects(_with(_full(), path, value), field, words)
+    e = _rejects(_with(_full(), "broker.port", "abc"), "broker.port")
+    assert str(e) == "broker.port: 'abc' is not an integer"
+    assert e.value == "abc"
+
+
+def test_root_must_be_an_object():
+    for raw in ([], "cfg", None, 3):
+        e = _err(raw)
+        assert str(e).startswith("config: "), str(e)
+
+
+def test_bool_is_not_a_number():
+    for path in ("broker.port", "broker.keepalive_s", "sensors.0.pin", "sensors.3.sda",
+                 "sensors.3.addr", "sensors.3.range_g", "sensors.3.odr_hz", "sensors.3.window",
+                 "intervals.temp_s", "intervals.diag_s", "thresholds.bearing.warn",
+                 "thresholds.bearing.deadband"):
+        for value in (True, False):
+            e = _err(_with(_full(), path, value))
+            assert str(e).split(": ")[1].startswith("true" if value else "false"), str(e)
+            assert e.value is value
+
+
+def test_out_of_range():
+    cases = (
+        ("broker.port", 0, "1..65535"), ("broker.port", 65536, "1..65535"),
+        ("broker.keepalive_s", 4, "5..3600"), ("broker.keepalive_s", 3601, "5..3600"),
+        ("intervals.temp_s", 0, "1..3600"), ("intervals.temp_s", 3600.5, "1..3600"),
+        ("intervals.vib_s", 0.5, "1..3600"), ("intervals.diag_s", 9, "10..86400"),
+        ("intervals.diag_s", 86401, "10..86400"),
+        ("sensors.0.pin", -1, "0..48"), ("sensors.0.pin", 49, "0..48"),
+        ("sensors.3.sda", 49, "0..48"), ("sensors.3.scl", -1, "0..48"),
+        ("sensors.3.window", 63, "64..2048"), ("sensors.3.window", 2049, "64..2048"),
+        ("thresholds.bearing.deadband", -0.5, "below 0"),
+    )
+    for path, value, words in cases:
+        field = path.replace(".0.", "[0].").replace(".3.", "[3].")
+        e = _rejects(_with(_full(), path, value), field, words)
+        assert e.value == value
+    e = _err(_with(_full(), "intervals.temp_s", 0))
+    assert str(e) == "intervals.temp_s: 0 is out of range 1..3600"
+
+
+def test_range_edges_accepted():
+    for path, value in (("broker.port", 1), ("broker.port", 65535), ("broker.keepalive_s", 5),
+                        ("broker.keepalive_s", 3600), ("intervals.temp_s", 1),
+                        ("intervals.temp_s", 2.5), ("intervals.vib_s", 3600),
+                        ("intervals.diag_s", 10), ("intervals.diag_s", 86400),
+                        ("sensors.0.pin", 0), ("sensors.0.pin", 48), ("sensors.3.window", 64),
+                        ("sensors.3.window", 2048), ("thresholds.bearing.deadband", 0)):
+        cfg = config.validate(_with(_full(), path, value))
+        node, key = _walk(cfg, path)
+        assert node[key] == value
+
+
+def test_string_lengths():
+    _rejects(_with(_full(), "wifi.ssid", ""), "wifi.ssid", "1..32")
+    _rejects(_with(_full(), "wifi.ssid", "x" * 33), "wifi.ssid", "1..32")
+    assert config.validate(_with(_full(), "wifi.ssid", "x" * 32))["wifi"]["ssid"] == "x" * 32
+    _rejects(_with(_full(), "wifi.password", "p" * 64), "wifi.password", "0..63")
+    assert config.validate(_with(_full(), "wifi.password", ""))["wifi"]["password"] == ""
+    _rejects(_with(_full(), "broker.host", ""), "broker.host", "1..253")
+    _rejects(_with(_full(), "broker.host", "h" * 254), "broker.host", "1..253")
+    assert config.validate(_with(_full(), "broker.host", "h" * 253))
+
+
+def test_passwords_never_echoed():
+    secret = "hunter2-" * 9  # 72 characters: too long
+    for path in ("wifi.password", "broker.password"):
+        e = _err(_with(_full(), path, secret if path[0] == "w" else 42424242))
+        assert "hunter2" not in str(e) and "42424242" not in str(e), str(e)
+        assert e.field == path
+
+
+def test_one_of():
+    e = _rejects(_with(_full(), "sensors.3.addr", 300), "sensors[3].addr")
+    assert str(e) == "sensors[3].addr: 300 is not one of 83, 29"
+    assert e.value == 300
+    assert config.validate(_with(_full(), "sensors.3.addr", 29))["sensors"][3]["addr"] == 29
+    _rejects(_with(_full(), "sensors.3.addr", 83.0), "sensors[3].addr", "not one of 83, 29")
+    _rejects(_with(_full(), "sensors.3.range_g", 3), "sensors[3].range_g", "2, 4, 8, 16")
+    _rejects(_with(_full(), "sensors.3.range_g", 4.0), "sensors[3].range_g", "2, 4, 8, 16")
+    _rejects(_with(_full(), "sensors.3.odr_hz", 1000), "sensors[3].odr_hz",
+             "not one of 100, 200, 400, 800, 1600, 3200")
+    for odr in (100, 3200):
+        assert config.validate(_with(_full(), "sensors.3.odr_hz", odr))["sensors"][3]["odr_hz"] == odr
+    _rejects(_with(_full(), "sensors.2.type", "bmp280"), "sensors[2].type",
+             "'bmp280' is not one of ds18b20, mcu_temp, adxl345, mpu6050")
+
+
+def _mpu(**kw):
+    raw = _minimal()
+    s = {"name": "m", "type": "mpu6050", "sda": 21, "scl": 22}
+    for k in kw:
+        s[k] = kw[k]
+    raw["sensors"] = [s]
+    return raw
+
+
+def test_mpu6050_rules():
+    for addr in (104, 105):
+        assert config.validate(_mpu(addr=addr))["sensors"][0]["addr"] == addr
+    _rejects(_mpu(addr=83), "sensors[0].addr", "83 is not one of 104, 105")
+    for odr in (1000, 500, 250, 200, 125, 100, 50, 40, 25, 20, 10, 8, 5, 4):
+        assert config.validate(_mpu(odr_hz=odr))["sensors"][0]["odr_hz"] == odr
+    allowed = "is not one of 4, 5, 8, 10, 20, 25, 40, 50, 100, 125, 200, 250, 500, 1000"
+    _rejects(_mpu(odr_hz=300), "sensors[0].odr_hz", "300 " + allowed)  # does not divide 1000
+    _rejects(_mpu(odr_hz=1600), "sensors[0].odr_hz", allowed)
+    _rejects(_mpu(odr_hz=2), "sensors[0].odr_hz", allowed)  # beyond the 8-bit divider
+    _rejects(_mpu(odr_hz=1000.0), "sensors[0].odr_hz", allowed)
+    _rejects(_mpu(range_g=16, window=2049), "sensors[0].window", "64..2048")
+
+
+def test_names():
+    good = ("a", "0", "press-07", "a_b-c", "x" * 32)
+    bad = ("", "Press", "-a", "_a", "a b", "a/b", "a+", "a#", "x" * 33, "é")
+    for v in good:
+        assert config.validate(_with(_full(), "device_id", v))["device_id"] == v
+        assert config.validate(_with(_full(), "site", v))["site"] == v
+    for v in bad:
+        _rejects(_with(_full(), "device_id", v), "device_id", "is not a valid name")
+        _rejects(_with(_full(), "site", v), "site", "is not a valid name")
+    assert config.validate(_with(_full(), "sensors.2.name", "c" * 16))["sensors"][2]["name"] == "c" * 16
+    _rejects(_with(_full(), "sensors.2.name", "c" * 17), "sensors[2].name", "1..16")
+    _rejects(_with(_full(), "sensors.2.name", "Chip"), "sensors[2].name", "not a valid name")
+    _rejects(_with(_full(), "sensors.2.name", "motor.x"), "sensors[2].name", "not a valid name")
+
+
+def test_unknown_keys():
+    cases = (
+        ("colour", "colour"), ("wifi.bssid", "wifi.bssid"), ("broker.qos", "broker.qos"),
+        ("sensors.2.colour", "sensors[2].colour"), ("intervals.pub_s", "intervals.pub_s"),
+        ("thresholds.bearing.hysteresis", "thresholds.bearing.hysteresis"),
+        ("sensors.0.addr", "sensors[0].addr"),  # an accelerometer key on a ds18b20
+        ("sensors.3.pin", "sensors[3].pin"),  # and a ds18b20 key on an accelerometer
+        ("sensors.2.pin", "sensors[2].pin"),
+    )
+    for path, field in cases:
+        e = _rejects(_with(_full(), path, 1), field)
+        assert str(e) == field + ": unknown key", str(e)
+    e = _err(_with(_with(_full(), "zeta", 1), "alpha", 2))
+    assert e.field == "alpha"  # the first in sorted order, whatever the dict order
+
+
+def test_first_problem_in_table_order():
+    raw = _with(_with(_full(), "broker.port", 0), "device_id", "BAD")
+    assert _err(raw).field == "device_id"
+    raw = _with(_with(_full(), "sensors.3.window", 1), "sensors.1.pin", 99)
+    assert _err(raw).field == "sensors[1].pin"
+
+
+def test_sensor_list_limits():
+    raw = _minimal()
+    raw["sensors"] = [{"name": "t%d" % i, "type": "ds18b20", "pin": i} for i in range(8)]
+    assert len(config.validate(raw)["sensors"]) == 8
+    raw["sensors"].append({"name": "t8", "type": "ds18b20", "pin": 8})
+    e = _rejects(raw, "sensors", "9 entries")
+    assert "at most 8" in str(e)
+
+
+def test_duplicate_names():
+    raw = _with(_full(), "sensors.2.name", "bearing")
+    e = _rejects(raw, "sensors[2].name", "'bearing' is already used by sensors[0]")
+    assert e.value == "bearing"
+
+
+def _probes(*specs):
+    raw = _minimal()
+    raw["sensors"] = []
+    for i in range(len(specs)):
+        s = {"name": "s%d" % i}
+        for k in specs[i]:
+            s[k] = specs[i][k]
+        raw["sensors"].append(s)
+    return raw
+
+
+def test_same_device_twice():
+    ds = "ds18b20"
+    a, b = "28ff641e8116037a", "28ff9a1d8116032c"
+    ok = (
+        _probes({"type": ds, "pin": 4, "rom": a}, {"type": ds, "pin": 4, "rom": b}),
+        _probes({"type": ds, "pin": 4}, {"type": ds, "pin": 5}),
+        _probes({"type": ds, "pin": 4, "rom": a}, {"type": ds, "pin": 5, "rom": a}),
+        _probes({"type": "adxl345", "sda": 21, "scl": 22}, {"type": "adxl345", "sda": 21, "scl": 22, "addr": 29}),
+        _probes({"type": "adxl345", "sda": 21, "scl": 22}, {"type": "mpu6050", "sda": 21, "scl": 22}),
+        _probes({"type": "adxl345", "sda": 21, "scl": 22}, {"type": "adxl345", "sda": 25, "scl": 26}),
+    )
+    for raw in ok:
+        assert len(config.validate(raw)["sensors"]) == 2
+    bad = (
+        (_probes({"type": ds, "pin": 4, "rom": a}, {"type": ds, "pin": 4, "rom": a.upper()}), "sensors[1].rom"),
+        (_probes({"type": ds, "pin": 4}, {"type": ds, "pin": 4, "rom": b}), "sensors[1].rom"),
+        (_probes({"type": ds, "pin": 4, "rom": a}, {"type": ds, "pin": 4}), "sensors[1].rom"),
+        (_probes({"type": "mpu6050", "sda": 1, "scl": 2}, {"type": "mpu6050", "sda": 1, "scl": 2, "addr": 104}),
+         "sensors[1].addr"),
+        (_probes({"type": "mcu_temp"}, {"type": "mcu_temp"}), "sensors[1].type"),
+    )
+    for raw, field in bad:
+        _rejects(raw, field, "clashes with sensors[0]")
+
+
+def test_rom_rules():
+    cfg = config.validate(_with(_full(), "sensors.0.rom", "28FF641E8116037A"))
+    assert cfg["sensors"][0]["rom"] == "28ff641e8116037a"
+    alone = _without(_full(), "sensors.1")  # null: the only probe on its pin
+    assert config.validate(_with(alone, "sensors.0.rom", None))["sensors"][0]["rom"] is None
+    for rom, words in (("28ff641e8116037", "16 hex digits"), ("28ff641e8116037a0", "16 hex digits"),
+                       ("28ff641e8116037g", "16 hex digits"), ("10ff641e8116037a", "family code 28")):
+        _rejects(_with(_full(), "sensors.0.rom", rom), "sensors[0].rom", words)
+
+
+def test_threshold_metrics():
+    for metric in ("bearing", "winding", "chip", "motor.rms", "motor.pk", "motor.cf"):
+        raw = _full()
+        raw["thresholds"] = {metric: {"alarm": 1}}
+        assert metric in config.validate(raw)["thresholds"]
+    for metric in ("motor", "bearing.rms", "motor.kurtosis", "pump", "pump.rms", "motor.rms.x", ""):
+        raw = _full()
+        raw["thresholds"][metric] = {"alarm": 1}
+        e = _rejects(raw, "thresholds." + metric, "is not a metric of a configured sensor")
+        assert e.value == metric
+    raw = _minimal()
+    raw["thresholds"] = {"bearing": {"warn": 1}}
+    _rejects(raw, "thresholds.bearing", "not a metric")
+
+
+def test_metric_names():
+    cfg = config.validate(_full())
+    assert config.metric_names(cfg["sensors"]) == [
+        "bearing", "winding", "chip", "motor.rms", "motor.pk", "motor.cf"]
+
+
+def test_threshold_values():
+    raw = _with(_full(), "thresholds.bearing.warn", 95)
+    e = _rejects(raw, "thresholds.bearing.warn")
+    assert str(e) == "thresholds.bearing.warn: 95 is above alarm 90"
+    raw = _full()
+    raw["thresholds"]["bearing"] = {"warn": 90, "alarm": 90}
+    assert config.validate(raw)["thresholds"]["bearing"]["warn"] == 90
+    for limits in ({}, {"warn": None}, {"warn": None, "alarm": None, "deadband": 1}):
+        raw = _full()
+        raw["thresholds"]["bearing"] = limits
+        _rejects(raw, "thresholds.bearing", "needs warn or alarm")
+    raw = _full()
+    raw["thresholds"]["bearing"] = {"warn": -10.5, "alarm": None, "deadband": 0.5}
+    assert config.validate(raw)["thresholds"]["bearing"]["warn"] == -10.5
+    for bad in (float("inf"), float("nan"), -float("inf")):
+        _rejects(_with(_full(), "thresholds.bearing.alarm", bad), "thresholds.bearing.alarm", "not a number")
+
+
+def test_error_is_a_value_error_with_field_and_value():
+    e = _err(_with(_full(), "sensors.1.pin", 300))
+    assert isinstance(e, ValueError)
+    assert e.field == "sensors[1].pin" and e.value == 300
+    assert "\n" not in str(e)
+
+
+def test_long_values_are_shortened_in_messages():
+    e = _err(_with(_full(), "device_id", "Q" * 500))
+    assert len(str(e)) < 200, str(e)
+    assert e.value == "Q" * 500
+
+
+def test_load_good_file():
+    cfg, err = config.load(DATA + "/good.json")
+    assert err is None
+    assert cfg["device_id"] == "press-07" and cfg["broker"]["port"] == 1883
+    assert cfg["sensors"] == [{"name": "chip", "type": "mcu_temp"}]
+
+
+def test_load_problems_give_one_line():
+    for name, words in (("missing.json", "cannot read"), ("broken.json", "not valid JSON"),
+                        ("rejected.json", "device_id: 'Press 07' is not a valid name"),
+                        ("list.json", "config: [1, 2] is not an object")):
+        cfg, err = config.load(DATA + "/" + name)
+        assert cfg is None
+        assert type(err) is str and words in err, err
+        assert "\n" not in err and "\r" not in err
+
+
+def test_read_returns_raw_json():
+    raw = config.read(DATA + "/rejected.json")
+    assert raw["device_id"] == "Press 07"
+
+
+def test_salvage():
+    raw = _with(_full(), "thresholds.bearing.warn", 99)  # invalid, but the network part is fine
+    got = config.salvage(raw)
+    assert got == ("press-07", "plant-a", {"ssid": "factory", "password": "secret"},
+                   {"host": "10.0.0.2", "port": 1883, "user": None, "password": None,
+                    "tls": False, "keepalive_s": 30})
+    got = config.salvage({"device_id": "n", "site": "s", "wifi": {"ssid": "w", "bssid": "x"},
+                          "broker": {"host": "h", "tls": True}, "sensors": "garbage"})
+    assert got[2] == {"ssid": "w", "password": ""}
+    assert got[3]["port"] == 8883
+
+
+def test_salvage_gives_up():
+    for raw in (None, [], "x", {}, _without(_full(), "wifi"), _with(_full(), "broker.port", "x"),
+                _with(_full(), "device_id", "BAD ID"), _without(_full(), "wifi.ssid")):
+        assert config.salvage(raw) is None, repr(raw)

@@ -1,0 +1,208 @@
+"""Cases for node.payload against docs/contract.md; MicroPython subset (CPython and the VM)."""
+import json
+
+from node import payload
+from node.alarms import Limit
+from node.health import SensorHealth
+
+
+def _close(a, b, tol=1e-9):
+    return abs(a - b) <= tol
+
+
+def _load(b):
+    assert type(b) is bytes, type(b)
+    return json.loads(b.decode())
+
+
+def _cmd_error(msg):
+    try:
+        payload.parse_command(msg)
+    except payload.CommandError as e:
+        return e
+    raise AssertionError("accepted: " + repr(msg))
+
+
+def test_topics():
+    assert payload.topic("plant-a", "press-07", "telemetry") == "floorwatch/plant-a/press-07/telemetry"
+    assert sorted(payload.KINDS) == ["ack", "alarm", "cmd", "diag", "status", "telemetry"]
+    for kind in payload.KINDS:
+        assert payload.topic("s", "d", kind).split("/") == ["floorwatch", "s", "d", kind]
+
+
+def test_record_rounds_and_copies():
+    rms, pk, cf = [0.0123456, 0.011, 0.03149], [0.041, 0.0390004, 0.10149], [3.4249, 3.55, 3.2651]
+    r = payload.record(610120, {"bearing": 41.3149, "winding": None, "chip": 38}, {"motor": (rms, pk, cf)})
+    assert sorted(r) == ["t", "up", "v"] and r["up"] == 610120
+    t = r["t"]
+    assert _close(t["bearing"], 41.31) and t["winding"] is None and t["chip"] == 38
+    m = r["v"]["motor"]
+    assert sorted(m) == ["cf", "pk", "rms"]
+    for got, want in ((m["rms"], [0.0123, 0.011, 0.0315]), (m["pk"], [0.041, 0.039, 0.1015]),
+                      (m["cf"], [3.42, 3.55, 3.27])):
+        assert len(got) == 3
+        for i in range(3):
+            assert _close(got[i], want[i], 1.01e-4), (got, want)
+    rms[0] = 99.0  # the caller reuses its buffers for the next window
+    assert _close(m["rms"][0], 0.0123, 1.01e-4)
+
+
+def test_record_has_only_what_was_read():
+    assert payload.record(5) == {"up": 5}
+    assert sorted(payload.record(5, {"a": 1.0})) == ["t", "up"]
+    v = payload.record(5, None, {"m": ([1, 1, 1], [2, 2, 2], [2, 2, 2])})
+    assert sorted(v) == ["up", "v"]
+    assert payload.record(5, {}, {"m": None}) == {"up": 5}
+
+
+def test_not_finite_becomes_null():
+    nan, inf = float("nan"), float("inf")
+    r = payload.record(1, {"a": nan, "b": inf}, {"m": ([nan, 0.5, -inf], [0.1, 0.1, 0.1], [inf, 1, 1])})
+    doc = _load(payload.telemetry(1, 0, [r]))  # must still be valid JSON
+    assert doc["r"][0]["t"] == {"a": None, "b": None}
+    assert doc["r"][0]["v"]["m"]["rms"][0] is None and doc["r"][0]["v"]["m"]["rms"][2] is None
+    assert doc["r"][0]["v"]["m"]["cf"][0] is None
+
+
+def test_telemetry_shape():
+    recs = [payload.record(600120, {"bearing": 41.25}),
+            payload.record(610120, {"bearing": 41.31}, {"motor": ([0.012, 0.011, 0.031],
+                                                                  [0.041, 0.039, 0.101],
+                                                                  [3.42, 3.55, 3.26])})]
+    b = payload.telemetry(7, 120, recs)
+    doc = _load(b)
+    assert sorted(doc) == ["boot", "n", "r", "seq"]
+    assert doc["boot"] == 7 and doc["seq"] == 120 and doc["n"] == 2 and len(doc["r"]) == 2
+    assert doc["r"][0] == {"up": 600120, "t": {"bearing": 41.25}}
+    cf = doc["r"][1]["v"]["motor"]["cf"]
+    assert len(cf) == 3 and _close(cf[0], 3.42) and _close(cf[1], 3.55) and _close(cf[2], 3.26)
+    assert b" " not in b  # compact separators
+    one = _load(payload.telemetry(7, 0, recs[:1]))
+    assert one["n"] == 1 and one["seq"] == 0
+
+
+def test_telemetry_needs_a_record():
+    try:
+        payload.telemetry(1, 0, [])
+    except ValueError:
+        return
+    raise AssertionError("empty telemetry accepted")
+
+
+def test_status_online():
+    doc = _load(payload.status("online", "0.1.0", 7, "power_on", "10.0.0.23", "ok", None))
+    assert doc == {"state": "online", "fw": "0.1.0", "boot": 7, "reset": "power_on",
+                   "ip": "10.0.0.23", "health": "ok", "config_error": None}
+    doc = _load(payload.status("online", "0.1.0", 8, "wdt", None, "fault", "device_id: missing"))
+    assert doc["config_error"] == "device_id: missing" and doc["ip"] is None
+
+
+def test_status_offline_will():
+    assert _load(payload.status("offline", "0.1.0", 7)) == {"state": "offline", "fw": "0.1.0", "boot": 7}
+    # even if more is passed, the Will carries only these three
+    assert sorted(_load(payload.status("offline", "0.1.0", 7, "hard", "1.2.3.4", "ok"))) == [
+        "boot", "fw", "state"]
+
+
+def test_alarm_raise_and_clear():
+    lim = Limit(80.0, 90.0, 2.0)
+    ev = lim.update(81.5)
+    doc = _load(payload.alarm("bearing", ev, 81.5, 612000, 7))
+    assert doc == {"metric": "bearing", "event": "raise", "level": "warning", "prev": "ok",
+                   "value": 81.5, "limit": 80.0, "up": 612000, "boot": 7}
+    ev = lim.update(77.123)
+    doc = _load(payload.alarm("bearing", ev, 77.123, 613000, 7))
+    assert (doc["event"], doc["level"], doc["prev"], doc["limit"]) == ("clear", "ok", "warning", 80.0)
+    assert _close(doc["value"], 77.12)
+
+
+def test_alarm_vibration_metrics_keep_more_decimals():
+    lim = Limit(0.5, 1.0, 0.05)
+    doc = _load(payload.alarm("motor.rms", lim.update(1.23456), 1.23456, 1, 2))
+    assert (doc["event"], doc["level"], doc["prev"], doc["limit"]) == ("raise", "alarm", "ok", 1.0)
+    assert _close(doc["value"], 1.2346, 1.01e-4)
+    doc = _load(payload.alarm("motor.cf", Limit(6, None, 0).update(6.789), 6.789, 1, 2))
+    assert _close(doc["value"], 6.79, 1.01e-2) and doc["level"] == "warning"
+
+
+def test_diag_shape():
+    b = SensorHealth("bearing", "ds18b20")
+    b.ok(41.0)
+    w = SensorHealth("winding", "ds18b20")
+    for i in range(12):
+        w.fail("no such probe")
+    d = payload.diag(612000, "0.1.0", 7, "power_on", [b, w], 61234, -61, 0, 1, None)
+    assert sorted(d) == ["boot", "config_error", "fw", "health", "heap_free", "mqtt_reconnects",
+                         "problems", "reset", "rssi", "sensors", "up", "wifi_reconnects"]
+    assert (d["up"], d["fw"], d["boot"], d["reset"], d["heap_free"], d["rssi"]) == (
+        612000, "0.1.0", 7, "power_on", 61234, -61)
+    assert (d["mqtt_reconnects"], d["wifi_reconnects"], d["config_error"]) == (0, 1, None)
+    assert d["health"] == "degraded" and d["problems"] == ["winding: not present"]
+    assert d["sensors"]["winding"] == {"type": "ds18b20", "present": False, "reads": 0, "errors": 12,
+                                       "stuck": False, "last_error": "no such probe"}
+    assert d["sensors"]["bearing"]["reads"] == 1
+    assert json.loads(json.dumps(d)) == d
+    assert payload.diag(1, "0.1.0", 7, "soft", {"bearing": b}, 50000, None, 0, 0)["health"] == "ok"
+
+
+def test_diag_with_config_error():
+    d = payload.diag(1, "0.1.0", 2, "hard", [], 50000, -70, 3, 4, "sensors[1].addr: 300 is not one of 83, 29")
+    assert d["health"] == "fault" and d["sensors"] == {}
+    assert d["config_error"] == "sensors[1].addr: 300 is not one of 83, 29"
+
+
+def test_ack():
+    doc = _load(payload.ack("c-17", "ping", True, {"up": 612000, "fw": "0.1.0", "boot": 7}))
+    assert doc == {"id": "c-17", "cmd": "ping", "ok": True, "result": {"up": 612000, "fw": "0.1.0", "boot": 7}}
+    doc = _load(payload.ack("c-19", "frobnicate", False, error="unknown command 'frobnicate'"))
+    assert doc == {"id": "c-19", "cmd": "frobnicate", "ok": False, "error": "unknown command 'frobnicate'"}
+    doc = _load(payload.ack(None, None, False, error="not valid JSON"))
+    assert doc == {"id": None, "cmd": None, "ok": False, "error": "not valid JSON"}
+
+
+def test_parse_command():
+    assert payload.parse_command(b'{"id": "c-17", "cmd": "ping"}') == ("c-17", "ping", {})
+    assert payload.parse_command('{"id": "c-18", "cmd": "diag"}') == ("c-18", "diag", {})
+    assert payload.parse_command(b'{"cmd": "ping", "id": "x", "verbose": true}') == ("x", "ping", {"verbose": True})
+    long_id = "i" * 64
+    assert payload.parse_command(b'{"id": "' + long_id.encode() + b'", "cmd": "ping"}')[0] == long_id
+
+
+def test_command_errors():
+    cases = (
+        (b"ping", None, "not valid JSON"),
+        (b'{"id": "c-1", "cmd": "ping"', None, "not valid JSON"),
+        (b'\xff\xfe{"id": "c"}', None, "not valid JSON"),
+        (b'["c-1", "ping"]', None, "not a JSON object"),
+        (b'"ping"', None, "not a JSON object"),
+        (b'{"cmd": "ping"}', None, "id must be"),
+        (b'{"id": "", "cmd": "ping"}', None, "id must be"),
+        (b'{"id": 17, "cmd": "ping"}', None, "id must be"),
+        (b'{"id": "' + b"i" * 65 + b'", "cmd": "ping"}', None, "id must be"),
+        (b'{"id": "c-2"}', "c-2", "missing cmd"),
+        (b'{"id": "c-3", "cmd": 5}', "c-3", "cmd is not a string"),
+        (b'{"id": "c-19", "cmd": "frobnicate"}', "c-19", "unknown command 'frobnicate'"),
+    )
+    for msg, cmd_id, words in cases:
+        e = _cmd_error(msg)
+        assert isinstance(e, ValueError)
+        assert e.cmd_id == cmd_id, (msg, e.cmd_id)
+        assert words in str(e), (msg, str(e))
+    assert str(_cmd_error(b'{"id": "c-19", "cmd": "frobnicate"}')) == "unknown command 'frobnicate'"
+    assert _cmd_error(b'{"id": "c-19", "cmd": "frobnicate"}').cmd == "frobnicate"
+
+
+def test_command_size_limit():
+    head = b'{"id": "c-1", "cmd": "ping", "pad": "'
+    exact = head + b"x" * (512 - len(head) - 2) + b'"}'
+    assert len(exact) == 512
+    assert payload.parse_command(exact)[:2] == ("c-1", "ping")
+    over = head + b"x" * (513 - len(head) - 2) + b'"}'
+    e = _cmd_error(over)
+    assert e.cmd_id is None and "513 bytes" in str(e) and "512" in str(e)
+
+
+def test_command_error_answer_round_trip():
+    e = _cmd_error(b'{"id": "c-19", "cmd": "frobnicate"}')
+    doc = _load(payload.ack(e.cmd_id, e.cmd, False, error=str(e)))
+    assert doc == {"id": "c-19", "cmd": "frobnicate", "ok": False, "error": "unknown command 'frobnicate'"}
