@@ -1,0 +1,344 @@
+"""The floorwatch contract as code: one JSON Schema per message kind, and one validator.
+
+docs/contract.md says in words what nodes and host tools send each other; schemas/*.json say
+the same for machines (JSON Schema draft 2020-12). validate() also checks the few rules a
+schema cannot state (n equals the number of records, unique sensor names, ...) and reports
+the first problem as one line naming the field, e.g. ``sensors[1].addr: 300 is not one of
+83, 29``, so a log line or a CLI error says exactly what to fix.
+
+    from floorwatch.contract import validate, ContractError
+    msg = validate("telemetry", payload_bytes)   # the parsed message, or ContractError
+
+Stricter than plain JSON Schema on purpose, to match what MicroPython's json gives the node:
+integers must be real integers (1.0 is not one), NaN/Infinity and duplicate keys are rejected,
+and a pattern's ``$`` does not accept a trailing newline.
+"""
+
+import copy
+import json
+import math
+import re
+from functools import lru_cache
+from importlib import resources
+
+from jsonschema import Draft202012Validator, ValidationError, validators
+from referencing import Registry, Resource
+
+KINDS = ("status", "telemetry", "alarm", "diag", "cmd", "ack", "config")
+
+_TEMP_TYPES = ("ds18b20", "mcu_temp")
+_ACCEL_TYPES = ("adxl345", "mpu6050")
+
+
+class ContractError(ValueError):
+    """A message that breaks the contract. str() is one line: ``<path>: <reason>``.
+
+    ``path`` names the field (``r[0].t.bearing``, ``thresholds.motor.rms.warn``); it is ""
+    when the whole message is at fault, and str() then starts with the kind instead.
+    """
+
+    def __init__(self, kind, path, reason):
+        self.kind = kind
+        self.path = path
+        self.reason = re.sub(r"[\r\n]+", " ", str(reason))  # always one line
+        super().__init__(f"{path or kind}: {self.reason}")
+
+
+# --- the schemas -----------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _raw(kind):
+    if kind not in KINDS:
+        raise ValueError(f"unknown message kind {kind!r}; expected one of {', '.join(KINDS)}")
+    text = resources.files(__name__).joinpath("schemas", f"{kind}.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def schema(kind):
+    """The JSON Schema (a fresh dict) for one of KINDS."""
+    return copy.deepcopy(_raw(kind))
+
+
+def _strict_integer(checker, instance):
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _anchored_pattern(validator, pattern, instance, schema):
+    # Python's `$` also matches before a final "\n"; JSON Schema (ECMA-262) does not.
+    if not validator.is_type(instance, "string"):
+        return
+    m = re.search(pattern, instance)
+    if m is None or (pattern.endswith("$") and m.end() != len(instance)):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(
+    Draft202012Validator,
+    validators={"pattern": _anchored_pattern},
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+
+
+@lru_cache(maxsize=None)
+def _validator(kind):
+    registry = Registry().with_resources(
+        (_raw(k)["$id"], Resource.from_contents(_raw(k))) for k in KINDS)
+    return _Validator(_raw(kind), registry=registry)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+class _ParseProblem(Exception):
+    pass
+
+
+def _no_duplicates(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _ParseProblem(f"duplicate key {json.dumps(key)}")
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name):
+    raise _ParseProblem(f"{name} is not a JSON number")
+
+
+def _parse(kind, message):
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        raw = bytes(message)
+        try:
+            message = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ContractError(kind, "", f"not UTF-8 (byte {raw[e.start]:#04x} at offset {e.start})")
+    if isinstance(message, str):
+        try:
+            return json.loads(message, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        except json.JSONDecodeError as e:
+            raise ContractError(kind, "", f"not JSON: {e.msg} at line {e.lineno} column {e.colno}")
+        except _ParseProblem as e:
+            raise ContractError(kind, "", f"not valid JSON: {e}")
+    return message
+
+
+def _check_finite(kind, value, path):
+    # An already-parsed message can hold NaN, which passes every minimum/maximum check.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ContractError(kind, _fmt_path(path), f"{value} is not a JSON number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(kind, v, path + [k])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(kind, v, path + [i])
+
+
+# --- one line per problem ----------------------------------------------------------------------
+
+def _fmt_path(parts):
+    # Keys are joined with "." even when they hold one (thresholds.motor.rms.warn), as the
+    # node's config.py writes them, so both sides name a field the same way.
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + str(p)
+    return out
+
+
+_SHOW_MAX = 40
+
+
+def _show(value, path=()):
+    """A value as the node's config.py shows it: strings in repr, the rest as JSON, cut short;
+    a password never (config errors end up in the retained status)."""
+    if path and str(path[-1]).endswith("password"):
+        return "(hidden)"
+    text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _SHOW_MAX else text[:_SHOW_MAX - 3] + "..."
+
+
+def _plain(value):
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+_ARTICLE = {"integer": "an integer", "object": "an object", "array": "a list", "null": "null",
+            "string": "a string", "number": "a number", "boolean": "true or false"}
+
+
+def _reason(error, path):
+    """The words for one failed keyword at path; x-rule in the schema adds the why."""
+    kw, sch = error.validator, error.schema
+    sch = sch if isinstance(sch, dict) else {}
+    shown = _show(error.instance, path)
+    rule = sch.get("x-rule")
+    why = f" ({rule})" if rule else ""
+    if kw == "type":
+        wanted = error.validator_value
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        return f"{shown} is not {' or '.join(_ARTICLE.get(t, t) for t in wanted)}{why}"
+    if kw == "enum":
+        return f"{shown} is not one of {', '.join(_plain(v) for v in error.validator_value)}{why}"
+    if kw == "const":
+        return f"{shown} is not {_plain(error.validator_value)}{why}"
+    if kw in ("minimum", "maximum"):
+        if "minimum" in sch and "maximum" in sch:
+            return f"{shown} is out of range {sch['minimum']}..{sch['maximum']}{why}"
+        side = "below" if kw == "minimum" else "above"
+        return f"{shown} is {side} {error.validator_value}{why}"
+    if kw in ("minLength", "maxLength"):
+        if "maxLength" in sch:
+            return f"{shown} is not {sch.get('minLength', 0)}..{sch['maxLength']} characters long"
+        return f"{shown} is empty" if sch["minLength"] == 1 else \
+            f"{shown} is shorter than {sch['minLength']} characters"
+    if kw == "maxItems":
+        return f"has {len(error.instance)} entries, at most {error.validator_value} allowed{why}"
+    if kw == "minItems":
+        return f"has {len(error.instance)} entries, at least {error.validator_value} needed{why}"
+    if kw == "minProperties":
+        return f"is empty{why}"
+    if kw == "pattern":
+        if "x-is" in sch:
+            return f"{shown} is not {sch['x-is']}"
+        return f"{shown} does not match {error.validator_value}"
+    if kw == "not" or kw is None:
+        return rule or "not allowed here"
+    if kw in ("anyOf", "oneOf"):
+        if rule:
+            return rule
+        causes = list(error.context)
+        if causes and all(c.validator == "required" for c in causes):
+            return f"needs one of: {', '.join(n for c in causes for n in c.validator_value)}"
+    return error.message
+
+
+def _describe(error):
+    """(path list, reason) for the most useful reading of a jsonschema error."""
+    path = list(error.absolute_path)
+    if error.validator in ("anyOf", "oneOf") and not (isinstance(error.schema, dict)
+                                                       and error.schema.get("x-rule")):
+        causes = list(error.context)
+        if causes and not all(c.validator == "required" for c in causes):
+            # The branch that got furthest (deepest path) is usually the one meant.
+            best = max(causes, key=lambda c: (len(c.absolute_path), c.validator != "type"))
+            return _describe(best)
+    if error.validator == "required":
+        missing = next(k for k in error.validator_value if k not in error.instance)
+        return path + [missing], "missing (required)"
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {})
+        extra = next(k for k in sorted(error.instance) if k not in known)
+        return path + [extra], "unknown key"
+    if "propertyNames" in error.absolute_schema_path:
+        # The failing instance is the key itself; point the path at it.
+        key_path = path + [error.instance]
+        if error.validator == "enum":
+            rule = error.schema.get("x-rule")
+            return key_path, "not allowed" + (f" ({rule})" if rule else "")
+        return key_path, _reason(error, key_path)
+    return path, _reason(error, path)
+
+
+# --- rules JSON Schema cannot state ----------------------------------------------------------------
+
+def _check_telemetry(msg):
+    records = msg["r"]
+    if msg["n"] != len(records):
+        yield ["n"], f"{msg['n']} but r holds {len(records)} records"
+    for i in range(1, len(records)):
+        if records[i]["up"] < records[i - 1]["up"]:
+            yield (["r", i, "up"],
+                   f"{records[i]['up']} is earlier than the record before it ({records[i - 1]['up']})")
+    for i, rec in enumerate(records):
+        for name in rec.get("v", {}):
+            if name in rec.get("t", {}):
+                yield ["r", i, "v", name], "also named in t; sensor names are unique"
+
+
+def _check_alarm(msg):
+    value, limit = msg["value"], msg["limit"]
+    if msg["event"] == "raise" and value < limit:
+        yield ["value"], f"{_show(value)} is below limit {_show(limit)}, so it cannot raise"
+    # A clear needs value < limit - deadband; once both are rounded for the payload they may
+    # meet, so only a value above the limit is certainly wrong.
+    if msg["event"] == "clear" and value > limit:
+        yield ["value"], f"{_show(value)} is above limit {_show(limit)}, so it cannot clear"
+
+
+_ADDR_DEFAULT = {"adxl345": 83, "mpu6050": 104}
+
+
+def _clash(a, b):
+    """(key, why) when sensor b would drive the same device as an earlier sensor a."""
+    if b["type"] == "ds18b20" and a["type"] == "ds18b20" and a["pin"] == b["pin"]:
+        rom_a, rom_b = a.get("rom"), b.get("rom")
+        # rom null means "the only probe on this pin".
+        if rom_a is None or rom_b is None or rom_a.lower() == rom_b.lower():
+            return "rom", "probes sharing a pin need distinct roms"
+    elif b["type"] == "mcu_temp" and a["type"] == "mcu_temp":
+        return "type", "there is one chip sensor"
+    elif b["type"] in _ACCEL_TYPES and a["type"] in _ACCEL_TYPES:
+        bus_a = (a["sda"], a["scl"], a.get("addr", _ADDR_DEFAULT[a["type"]]))
+        if bus_a == (b["sda"], b["scl"], b.get("addr", _ADDR_DEFAULT[b["type"]])):
+            return "addr", "same I2C pins and address"
+    return None
+
+
+def _check_config(cfg):
+    sensors = cfg.get("sensors", [])
+    for i, s in enumerate(sensors):
+        for j in range(i):
+            if sensors[j]["name"] == s["name"]:
+                yield ["sensors", i, "name"], f"{_show(s['name'])} is already used by sensors[{j}]"
+            clash = _clash(sensors[j], s)
+            if clash:
+                key, why = clash
+                shown = s.get(key, _ADDR_DEFAULT.get(s["type"]) if key == "addr" else None)
+                yield ["sensors", i, key], f"{_show(shown)} clashes with sensors[{j}]: {why}"
+    metrics = set()
+    for s in sensors:
+        if s["type"] in _ACCEL_TYPES:
+            metrics.update(f"{s['name']}.{m}" for m in ("rms", "pk", "cf"))
+        else:
+            metrics.add(s["name"])
+    for metric, limits in cfg.get("thresholds", {}).items():
+        if metric not in metrics:
+            yield ["thresholds", metric], (
+                f"{_show(metric)} is not a metric of a configured sensor "
+                "(a temperature sensor name, or <accelerometer>.rms, .pk or .cf)")
+        warn, alarm = limits.get("warn"), limits.get("alarm")
+        if warn is not None and alarm is not None and warn > alarm:
+            yield ["thresholds", metric, "warn"], f"{_show(warn)} is above alarm {_show(alarm)}"
+
+
+_SEMANTIC = {"telemetry": _check_telemetry, "alarm": _check_alarm, "config": _check_config}
+
+
+def explain(json_schema, obj):
+    """First problem of obj against any JSON Schema, as (path, reason), or None if it fits.
+
+    Lets other host files (board definitions) give the same one-line errors as validate().
+    """
+    error = next(iter(_Validator(json_schema).iter_errors(obj)), None)
+    if error is None:
+        return None
+    path, reason = _describe(error)
+    return _fmt_path(path), reason
+
+
+def validate(kind, message):
+    """Check one message against the contract and return it parsed.
+
+    message: bytes or str holding JSON, or an already-parsed object. Raises ContractError
+    (one line naming the field) for the first problem found; ValueError for an unknown kind.
+    """
+    validator = _validator(kind)
+    obj = _parse(kind, message)
+    _check_finite(kind, obj, [])
+    error = next(iter(validator.iter_errors(obj)), None)
+    if error is not None:
+        path, reason = _describe(error)
+        raise ContractError(kind, _fmt_path(path), reason)
+    check = _SEMANTIC.get(kind)
+    for path, reason in (check(obj) if check else ()):
+        raise ContractError(kind, _fmt_path(path), reason)
+    return obj
