@@ -1,0 +1,32 @@
+# floorwatch: `make test` runs every test, `make sim` runs three simulated nodes against a
+# local mosquitto (extra arguments: make sim SIM_ARGS="...").
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+SIM_ARGS ?=
+
+.PHONY: test sim venv mosquitto clean distclean
+
+test: venv mosquitto
+	$(BIN)/pytest -q
+
+sim: venv mosquitto
+	$(BIN)/floorwatch sim --boards 3 $(SIM_ARGS)
+
+venv: $(VENV)/.stamp
+
+# Reinstall only when pyproject.toml is newer than the last install.
+$(VENV)/.stamp: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+mosquitto:
+	@sh tools/ensure-mosquitto.sh
+
+clean:
+	rm -rf build out .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
