@@ -36,12 +36,30 @@ def _boot_counter():
     return boot
 
 
+class Uptime:
+    """Milliseconds since boot, counting on past the 2**30 ms (~12.4 days) where ticks_ms() wraps.
+
+    Must be read at least every few days; the main loop reads it many times a minute.
+    """
+
+    def __init__(self):
+        self._last = time.ticks_ms()
+        self._ms = self._last  # ticks_ms() starts near 0 at boot
+
+    def __call__(self):
+        now = time.ticks_ms()
+        self._ms += time.ticks_diff(now, self._last)
+        self._last = now
+        return self._ms
+
+
 class Node:
     def __init__(self, cfg, config_error, net):
         self.cfg = cfg
         self.config_error = config_error
         self.boot = _boot_counter()
         self.reset = _RESETS.get(machine.reset_cause(), "unknown")
+        self.uptime = Uptime()
         self.seq = 0
         self.queue = []  # encoded records waiting for the broker, oldest first: (seq, record)
         self.events = []  # encoded alarm events waiting for the broker
@@ -78,7 +96,7 @@ class Node:
         temps = self._read_temps() if want_temp else None
         vib = self._read_vibration() if want_vib else None
         if temps or vib:
-            self.queue.append((self.seq, payload.record(now, temps, vib)))
+            self.queue.append((self.seq, payload.record(self.uptime(), temps, vib)))
             self.seq += 1
             if len(self.queue) > _QUEUE_MAX:
                 self.queue.pop(0)
@@ -112,13 +130,13 @@ class Node:
     def _check(self, metric, value):
         event = self.alarms.check(metric, value)
         if event is not None:
-            self.events.append(payload.alarm(metric, event, value, time.ticks_ms(), self.boot))
+            self.events.append(payload.alarm(metric, event, value, self.uptime(), self.boot))
 
     # --- reporting ---------------------------------------------------------------------------
     def diag(self):
         healths = [sensor.health for sensor in self.sensors]
         return payload.diag(
-            up=time.ticks_ms(), fw=VERSION, boot=self.boot, reset=self.reset, sensors=healths,
+            up=self.uptime(), fw=VERSION, boot=self.boot, reset=self.reset, sensors=healths,
             heap_free=gc.mem_free(), rssi=self.link.rssi(), mqtt_reconnects=self.link.mqtt_reconnects,
             wifi_reconnects=self.link.wifi_reconnects, config_error=self.config_error,
         )
@@ -151,7 +169,7 @@ class Node:
                 self.link.publish(self.topics["ack"], payload.ack(exc.cmd_id, exc.cmd, False, error=str(exc)))
                 continue
             if cmd == "ping":
-                result = {"up": time.ticks_ms(), "fw": VERSION, "boot": self.boot}
+                result = {"up": self.uptime(), "fw": VERSION, "boot": self.boot}
             else:  # "diag": parse_command admits no other command
                 result = self.diag()
                 self.link.publish(self.topics["diag"], json.dumps(result))
