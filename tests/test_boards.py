@@ -48,12 +48,6 @@ def test_default_sensors_are_a_valid_contract_sensor_list(name):
     assert (acc["sda"], acc["scl"]) == (board["pins"]["i2c_sda"], board["pins"]["i2c_scl"])
 
 
-def test_crc8_matches_the_maxim_example():
-    # Maxim's 1-Wire CRC example: ROM 02 1C B8 01 00 00 00 has CRC A2.
-    assert boards._crc8(bytes.fromhex("021cb801000000")) == 0xA2
-    assert boards._crc8(bytes.fromhex("021cb801000000a2")) == 0
-
-
 @pytest.fixture
 def board_dir(tmp_path):
     """esp32-devkitc as a dict to edit, and save(dict) writing it as x.json into a temp boards dir."""

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from floorwatch.contract import ContractError, explain, validate
+from floorwatch.sim.devices.onewire import crc8
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 
@@ -75,19 +76,6 @@ BOARD_SCHEMA = {
 
 class BoardError(ValueError):
     """A missing or broken board file; str() is one line naming the file and the field."""
-
-
-def _crc8(data):
-    # Dallas/Maxim 1-Wire CRC (x^8 + x^5 + x^4 + 1, reflected).
-    crc = 0
-    for byte in data:
-        for _ in range(8):
-            mix = (crc ^ byte) & 1
-            crc >>= 1
-            if mix:
-                crc ^= 0x8C
-            byte >>= 1
-    return crc
 
 
 def names(directory=None):
@@ -158,7 +146,7 @@ def _check_sensors(board, fail):
         if s["type"] == "ds18b20":
             if s["pin"] != pins["onewire"]:
                 fail(f"{where}.pin", f"{s['pin']} is not the board's onewire pin {pins['onewire']}")
-            if s.get("rom") is not None and _crc8(bytes.fromhex(s["rom"])) != 0:
+            if s.get("rom") is not None and crc8(bytes.fromhex(s["rom"])) != 0:
                 fail(f"{where}.rom", f"{s['rom']} fails the 1-Wire CRC (last byte)")
         elif s["type"] in ("adxl345", "mpu6050"):
             for key in ("sda", "scl"):

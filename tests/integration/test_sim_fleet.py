@@ -125,3 +125,17 @@ def test_bad_config_is_reported_in_status_and_the_node_stays_reachable(broker, f
         ping = obs.publish_command("itest-e", "sim-001", "ping")
         assert obs.wait_for(lambda o: ping in o.acks, 15)
         assert obs.devices["sim-001"].records == []
+
+
+def test_node_reconnects_after_a_broker_restart(fresh_broker, tmp_path):
+    with Fleet(1, fresh_broker.host, fresh_broker.port, site="itest-f", workdir=tmp_path, intervals=FAST) as fleet:
+        with Observer(fresh_broker.host, fresh_broker.port, site="itest-f") as obs:
+            assert obs.wait_for(lambda o: "sim-001" in o.devices and len(o.devices["sim-001"].records) >= 2, 20)
+        fresh_broker.restart()  # no persistence: the retained status is gone with the old broker
+        with Observer(fresh_broker.host, fresh_broker.port, site="itest-f") as obs:
+            assert obs.wait_for(lambda o: "sim-001" in o.devices and o.devices["sim-001"].state == "online", 30)
+            assert obs.wait_for(lambda o: len(o.devices["sim-001"].records) >= 2, 20)
+            cmd = obs.publish_command("itest-f", "sim-001", "diag")
+            assert obs.wait_for(lambda o: cmd in o.acks, 15)
+            assert obs.acks[cmd]["result"]["mqtt_reconnects"] >= 1
+        assert fleet.boards[0].crashed is None
