@@ -21,6 +21,7 @@ class DeviceView:
         self.temps = {}
         self.vib_rms = {}
         self.alarms = {}  # metric -> level, for levels above ok
+        self.alarm_events = []  # every alarm payload, in arrival order
         self.health = None
         self.records = []  # (boot, seq) of every telemetry record received, in arrival order
         self.messages = 0
@@ -120,6 +121,7 @@ class Observer:
                 view.vib_rms[name] = max(feats["rms"])
 
     def _on_alarm(self, view, body):
+        view.alarm_events.append(body)
         if body["level"] == "ok":
             view.alarms.pop(body["metric"], None)
         else:

@@ -139,3 +139,26 @@ def test_node_reconnects_after_a_broker_restart(fresh_broker, tmp_path):
             assert obs.wait_for(lambda o: cmd in o.acks, 15)
             assert obs.acks[cmd]["result"]["mqtt_reconnects"] >= 1
         assert fleet.boards[0].crashed is None
+
+
+def test_limit_crossings_raise_and_clear_alarms_once_each(broker, fleet_of):
+    fleet = fleet_of(1, "itest-g")
+    board = fleet.boards[0]
+    config = json.loads((board.flash_dir / "config.json").read_text())
+    probe = next(s for s in config["sensors"] if s["name"] == "bearing")
+    heat = {"c": 60.0}
+    board.onewire_bus(probe["pin"]).device(bytes.fromhex(probe["rom"])).temperature = lambda t: heat["c"]
+    with Observer(broker.host, broker.port, site="itest-g") as obs:
+        fleet.start()  # limits: warn 80, alarm 90, deadband 2
+        assert obs.wait_for(lambda o: "sim-001" in o.devices and o.devices["sim-001"].temps.get("bearing") == 60.0, 20)
+        heat["c"] = 91.0
+        assert obs.wait_for(lambda o: o.devices["sim-001"].alarms.get("bearing") == "alarm", 15)
+        heat["c"] = 89.0  # inside the deadband: stays in alarm
+        seen = len(obs.devices["sim-001"].records)
+        assert obs.wait_for(lambda o: len(o.devices["sim-001"].records) >= seen + 3, 15)
+        assert obs.devices["sim-001"].alarms.get("bearing") == "alarm"
+        heat["c"] = 70.0
+        assert obs.wait_for(lambda o: "bearing" not in o.devices["sim-001"].alarms, 15)
+        events = [(e["event"], e["level"]) for e in obs.devices["sim-001"].alarm_events if e["metric"] == "bearing"]
+        assert events == [("raise", "alarm"), ("clear", "ok")]
+        assert obs.violations == []
