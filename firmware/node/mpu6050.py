@@ -8,7 +8,8 @@ oldest bytes are lost and frames lose alignment, so the FIFO is reset and the ov
 
 from micropython import const
 import time
-import errno
+
+from node.fifo import BURST as _BURST, FifoAccelerometer
 
 _SMPLRT_DIV = const(0x19)
 _CONFIG = const(0x1A)
@@ -29,7 +30,6 @@ _USER_FIFO_EN = const(0x40)
 _USER_FIFO_RESET = const(0x04)
 _FIFO_OFLOW = const(0x10)
 _FRAME = const(6)
-_BURST = const(16)          # frames per I2C burst (96 bytes)
 
 _RANGES = {2: 0, 4: 1, 8: 2, 16: 3}
 # DLPF_CFG by the lowest sample rate it suits: accel bandwidth 184/94/44/21/10/5 Hz stays below
@@ -37,18 +37,14 @@ _RANGES = {2: 0, 4: 1, 8: 2, 16: 3}
 _DLPF = ((500, 1), (200, 2), (100, 3), (50, 4), (20, 5), (0, 6))
 
 
-class MPU6050:
+class MPU6050(FifoAccelerometer):
     def __init__(self, i2c, addr=0x68, range_g=4, odr_hz=1000):
         if range_g not in _RANGES:
             raise ValueError("range_g must be 2, 4, 8 or 16")
         if odr_hz < 4 or odr_hz > 1000 or 1000 % odr_hz:
             raise ValueError("odr_hz must divide 1000")
-        self.i2c = i2c
-        self.addr = addr
+        super().__init__(i2c, addr, odr_hz, 1 / (16384 >> _RANGES[range_g]))
         self.range_g = range_g
-        self.odr_hz = odr_hz
-        self.scale_g = 1 / (16384 >> _RANGES[range_g])
-        self._b1 = bytearray(1)
         self._b2 = bytearray(2)
         self._burst = bytearray(_FRAME * _BURST)
         mv = memoryview(self._burst)
@@ -67,61 +63,33 @@ class MPU6050:
         self._write(_SMPLRT_DIV, 1000 // odr_hz - 1)
         self._write(_ACCEL_CONFIG, _RANGES[range_g] << 3)
         self._write(_FIFO_EN, _FIFO_ACCEL)
-        self._reset_fifo()
+        self._restart_fifo()
 
-    def _read(self, reg):
-        self.i2c.readfrom_mem_into(self.addr, reg, self._b1)
-        return self._b1[0]
-
-    def _write(self, reg, val):
-        self._b1[0] = val
-        self.i2c.writeto_mem(self.addr, reg, self._b1)
-
-    def _reset_fifo(self):
+    def _restart_fifo(self):
         # FIFO_RESET takes effect with FIFO_EN cleared; then re-enable and drop the overflow flag.
         self._write(_USER_CTRL, _USER_FIFO_RESET)
         self._write(_USER_CTRL, _USER_FIFO_EN)
         self._read(_INT_STATUS)
 
-    def read_window(self, buf, n):
-        """Fill buf[0:3n] with x, y, z counts of n consecutive samples; return overruns seen."""
-        if len(buf) < 3 * n:
-            raise ValueError("buffer too small")
-        odr = self.odr_hz
-        i2c = self.i2c
-        addr = self.addr
+    def _available(self):
+        self.i2c.readfrom_mem_into(self.addr, _FIFO_COUNTH, self._b2)
+        return ((self._b2[0] << 8) | self._b2[1]) // _FRAME
+
+    def _drain(self, buf, j, count):
+        if count > _BURST:
+            count = _BURST
+        self.i2c.readfrom_mem_into(self.addr, _FIFO_R_W, self._views[count])
+        # Checked after the burst, so an overflow at any moment up to now is caught: lost bytes
+        # break frame alignment, so drop this burst and start the FIFO over.
+        if self._read(_INT_STATUS) & _FIFO_OFLOW:
+            self.overruns += 1
+            self._restart_fifo()
+            return 0
         b = self._burst
-        b2 = self._b2
-        limit_ms = 2 * n * 1000 // odr + 200
-        start = time.ticks_ms()
-        overruns = 0
-        got = 0
-        self._reset_fifo()
-        while got < n:
-            i2c.readfrom_mem_into(addr, _FIFO_COUNTH, b2)
-            count = ((b2[0] << 8) | b2[1]) // _FRAME
-            want = n - got
-            if want > _BURST:
-                want = _BURST
-            if count < want:
-                if time.ticks_diff(time.ticks_ms(), start) > limit_ms:
-                    raise OSError(errno.ETIMEDOUT)
-                ms = (want - count) * 1000 // odr
-                time.sleep_ms(ms if ms > 0 else 1)
-                continue
-            i2c.readfrom_mem_into(addr, _FIFO_R_W, self._views[want])
-            # Checked after the burst, so an overflow at any moment up to now is caught: lost
-            # bytes break frame alignment, so drop this burst and start the FIFO over.
-            if self._read(_INT_STATUS) & _FIFO_OFLOW:
-                overruns += 1
-                self._reset_fifo()
-                continue
-            j = 3 * got
-            k = 0
-            for _ in range(3 * want):
-                v = (b[k] << 8) | b[k + 1]
-                buf[j] = v - 65536 if v & 0x8000 else v
-                j += 1
-                k += 2
-            got += want
-        return overruns
+        k = 0
+        for _ in range(3 * count):
+            v = (b[k] << 8) | b[k + 1]
+            buf[j] = v - 65536 if v & 0x8000 else v
+            j += 1
+            k += 2
+        return count

