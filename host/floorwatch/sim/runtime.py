@@ -46,6 +46,7 @@ class Runtime:
     def __init__(self, board, firmware_dir=None):
         self.board = board
         firmware = Path(firmware_dir) if firmware_dir else FIRMWARE_DIR
+        self.firmware = firmware
         self.path = [board.flash_dir, board.flash_dir / "lib", firmware, firmware / "lib"]
         self.modules = {}
         self.builtins = dict(vars(builtins))
@@ -136,7 +137,7 @@ class Runtime:
         return namespace
 
     def _find_file(self, name):
-        for root in self.path[:1] + self.path[2:3]:
+        for root in (self.board.flash_dir, self.firmware):  # flash first, then "frozen"
             candidate = Path(root) / name
             if candidate.is_file():
                 return candidate
