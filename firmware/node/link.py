@@ -103,9 +103,12 @@ class Link:
         if not self.connected:
             return
         self.connected = False
+        self._close_socket()
+
+    def _close_socket(self):
         try:
             self.client.sock.close()
-        except OSError:
+        except Exception:  # already closed, or never opened (sock is None)
             pass
 
     def _connect(self):
@@ -115,10 +118,7 @@ class Link:
             self.client.subscribe(self.cmd_topic, 1)
         except Exception as exc:  # umqtt raises OSError, MQTTException or AssertionError
             print("mqtt connect failed:", repr(exc))
-            try:
-                self.client.sock.close()
-            except Exception:
-                pass
+            self._close_socket()
             self._next_try = time.ticks_add(time.ticks_ms(), self._retry_ms)
             self._retry_ms = min(self._retry_ms * 2, _RETRY_MAX_MS)
             return False

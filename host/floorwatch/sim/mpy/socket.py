@@ -101,13 +101,15 @@ def module(board):
                     raise OSError(errno.EPIPE)
 
         def read(self, n=-1):
-            if n is None or n < 0:
-                chunks = []
+            if n is None or n < 0:  # everything until end of stream (or, non-blocking, until none waits)
+                data = bytearray()
                 while True:
                     chunk = self._wait(self._sock.recv, 4096)
+                    if chunk is None and not data:
+                        return None
                     if not chunk:
-                        return b"".join(chunks) if chunks or chunk is not None else None
-                    chunks.append(chunk)
+                        return bytes(data)
+                    data += chunk
             data = bytearray()
             while len(data) < n:
                 chunk = self._wait(self._sock.recv, n - len(data))
