@@ -17,9 +17,6 @@ TESTS_DIR = CASES_DIR.parent
 ROOT = TESTS_DIR.parent
 FIRMWARE = ROOT / "firmware"
 
-if str(TESTS_DIR) not in sys.path:  # for `import mpvm`
-    sys.path.insert(0, str(TESTS_DIR))
-
 # CPython has no `micropython` module; firmware only needs const() (and, later, the emitter
 # decorators as no-ops). The simulator brings its own; this one exists only inside this runner.
 _SHIM = '''"""micropython stand-in for running firmware core tests on CPython."""

