@@ -63,7 +63,7 @@ def base(kind):
 
 def test_the_doc_has_an_example_of_every_kind():
     assert sorted({k for k, _ in EXAMPLES}) == sorted(KINDS)
-    assert len(EXAMPLES) == 11
+    assert len(EXAMPLES) == 16
 
 
 @pytest.mark.parametrize("kind, message", EXAMPLES,
@@ -337,7 +337,12 @@ VALID = [
     ("status", edit("status", {"ts": 1767225600, "rssi": -50})),  # payloads may grow new keys
     ("telemetry", edit("telemetry", {"r[0].t.winding": None})),
     ("telemetry", {"boot": 1, "seq": 0, "n": 1, "r": [
-        {"up": 0, "v": {"m": {"rms": [0, 0, 0], "pk": [0, 0, 0], "cf": [0, 0, 0]}}}]}),
+        {"up": 0, "v": {"m": {"rms": [0, 0, 0], "pk": [0, 0, 0], "cf": [0, 0, 0], "kurt": [0, 0, 0],
+                              "vel": [0, 0, None], "zone": "A", "limited": True}}}]}),
+    ("alarm", {"event": "state", "up": 0, "boot": 1, "active": {}}),
+    ("alarm", edit("alarm", {"event": "ack", "level": "warning", "prev": "warning", "value": None, "acked": True})),
+    ("alarm", edit("alarm", {"event": "realarm", "level": "warning", "prev": "warning"})),
+    ("alarm", edit("alarm", {"metric": "bearing.early", "value": 850, "limit": 900})),
     ("alarm", edit("alarm", {"event": "clear", "level": "ok", "prev": "warning", "value": 77.0})),
     ("alarm", edit("alarm", {"event": "clear", "level": "ok", "prev": "warning", "value": 80.0})),
     ("alarm", edit("alarm", {"metric": "motor.rms", "level": "alarm", "prev": "ok",
@@ -354,7 +359,8 @@ VALID = [
     ("config", edit("config", {"sensors[0].rom": None, "sensors[1].rom": None, "sensors[1].pin": 5})),
     ("config", edit("config", {"sensors[0]": {"name": "m0", "type": "mpu6050", "sda": 21, "scl": 22},
                                "sensors[1]": {"name": "m1", "type": "mpu6050", "sda": 21, "scl": 22,
-                                              "addr": 105}, "thresholds.bearing": DROP})),
+                                              "addr": 105}, "thresholds.bearing": DROP,
+                               'thresholds."bearing.rate"': DROP})),
     ("config", edit("config", {"intervals": {"temp_s": 2.5, "vib_s": 1, "diag_s": 86400},
                                "broker.user": "node", "broker.password": "pw", "broker.tls": True,
                                "broker.port": 8883, "wifi.password": "",
@@ -365,7 +371,8 @@ VALID = [
          "odr_hz": 250, "window": 64},
         {"name": "acc", "type": "adxl345", "sda": 1, "scl": 2, "odr_hz": 3200, "window": 2048}],
         "thresholds": {"probe": {"warn": 50, "alarm": 50}, "imu.cf": {"warn": 6},
-                       "acc.pk": {"alarm": 2.0, "deadband": 0}}})),
+                       "acc.pk": {"alarm": 2.0, "deadband": 0}, "acc.vel": {"warn": 3, "relative": True},
+                       "probe.rise": {"warn": 15}}})),
 ]
 
 
@@ -414,19 +421,27 @@ INVALID = [
     ("telemetry", edit("telemetry", {"r[1].t.motor": 1.0}),
      "r[1].v.motor: also named in t; sensor names are unique"),
     # alarm
-    ("alarm", edit("alarm", {"event": "raised"}), "event: 'raised' is not one of raise, clear"),
+    ("alarm", edit("alarm", {"event": "raised"}), "event: 'raised' is not one of raise, clear, realarm, ack, state"),
+    ("alarm", edit("alarm", {"event": "ack", "prev": "ok"}),
+     "prev: 'ok' differs from level 'warning', but a ack keeps the level"),
+    ("alarm", edit("alarm", {"event": "realarm", "level": "ok", "prev": "ok"}),
+     "level: 'ok' is not one of warning, alarm (only a standing alarm is announced again or acknowledged)"),
+    ("alarm", edit("alarm", {"active": DROP}), "active: missing (required)"),
+    ("alarm", edit("alarm", {"acked": DROP}), "acked: missing (required)"),
+    ("alarm", edit("alarm", {"metric": "bearing.early", "value": 950, "limit": 900}),
+     "value: 950 is on the safe side of limit 900, so it cannot raise"),
     ("alarm", edit("alarm", {"level": "ok", "prev": "warning"}),
      "level: 'ok' is not one of alarm (a raise from warning goes to alarm)"),
     ("alarm", edit("alarm", {"event": "clear", "level": "alarm", "prev": "warning", "value": 1}),
      "level: 'alarm' is not one of ok (a clear from warning goes to ok)"),
     ("alarm", edit("alarm", {"prev": "alarm"}),
      "prev: 'alarm' is not one of ok, warning (nothing is above alarm, so a raise cannot start there)"),
-    ("alarm", edit("alarm", {"value": 79.9}), "value: 79.9 is below limit 80.0, so it cannot raise"),
+    ("alarm", edit("alarm", {"value": 79.9}), "value: 79.9 is on the safe side of limit 80.0, so it cannot raise"),
     ("alarm", edit("alarm", {"event": "clear", "level": "ok", "prev": "warning"}),
-     "value: 81.5 is above limit 80.0, so it cannot clear"),
-    ("alarm", edit("alarm", {"metric": "motor.peak"}), "metric: 'motor.peak' is not a metric name (a sensor name, or <accelerometer>.rms, .pk or .cf)"),
+     "value: 81.5 is on the alarm side of limit 80.0, so it cannot clear"),
+    ("alarm", edit("alarm", {"metric": "motor.peak"}), "metric: 'motor.peak' is not a metric name (a temperature sensor name or its .rate, .rise or .early, or <accelerometer>.rms, .pk, .cf, .kurt or .vel)"),
     ("alarm", edit("alarm", {"limit": DROP}), "limit: missing (required)"),
-    ("alarm", edit("alarm", {"value": None}), "value: null is not a number"),
+    ("alarm", edit("alarm", {"value": "x"}), "value: 'x' is not a number or null"),
     # diag
     ("diag", edit("diag", dict(HEALTHY, problems=["x"])),
      "problems: has 1 entries, at most 0 allowed (health ok lists no problems)"),
@@ -459,7 +474,7 @@ INVALID = [
     ("ack", edit("ack", {"error": DROP}, NOT_READ), "error: missing (required)"),
     ("ack", edit("ack", {"result": {}}, NOT_READ), "result: not allowed when ok is false"),
     ("ack", edit("ack", {"cmd": "frobnicate"}, PING_ACK),
-     "cmd: 'frobnicate' is not one of ping, diag (only known commands succeed)"),
+     "cmd: 'frobnicate' is not one of ping, diag, ack-alarm, rebaseline (only known commands succeed)"),
     ("ack", edit("ack", {"id": None}, PING_ACK),
      "id: null is not a string (a command that succeeded was read, so its id is echoed)"),
     ("ack", edit("ack", {"result.boot": DROP}, PING_ACK), "result.boot: missing (required)"),
@@ -514,12 +529,20 @@ INVALID = [
     ("config", edit("config", {"sensors[3].odr_hz": 1000}),
      "sensors[3].odr_hz: 1000 is not one of 100, 200, 400, 800, 1600, 3200"),
     ("config", edit("config", {"sensors[3].range_g": 3}), "sensors[3].range_g: 3 is not one of 2, 4, 8, 16"),
-    ("config", edit("config", {"sensors[3].window": 4096}), "sensors[3].window: 4096 is out of range 64..2048"),
-    ("config", edit("config", {"sensors[3].window": 63}), "sensors[3].window: 63 is out of range 64..2048"),
+    ("config", edit("config", {"sensors[3].window": 4096}), "sensors[3].window: 4096 is not one of 64, 128, 256, 512, 1024, 2048"),
+    ("config", edit("config", {"sensors[3].window": 1000}), "sensors[3].window: 1000 is not one of 64, 128"),
+    ("config", edit("config", {"machine.group": 3}), "machine.group: 3 is not one of 1, 2"),
+    ("config", edit("config", {"machine.foundation": "soft"}), "machine.foundation: 'soft' is not one of rigid, flexible"),
+    ("config", edit("config", {"thresholds.bearing.latch": 1}), "thresholds.bearing.latch: 1 is not true or false"),
+    ("config", edit("config", {"thresholds.bearing.on_delay_s": -1}), "thresholds.bearing.on_delay_s: -1 is out of range 0..86400"),
+    ("config", edit("config", {'thresholds."motor.rms".early_s': 60}),
+     "thresholds.motor.rms.early_s: 60 needs an absolute temperature limit"),
+    ("config", edit("config", {'thresholds."winding.rate"': {"warn": 1}, "sensors[1].name": "other"}),
+     "thresholds.winding.rate: 'winding.rate' is not a metric of a configured sensor"),
     ("config", edit("config", {"sensors[3].type": "mpu6050"}),
      "sensors[3].addr: 83 is not one of 104, 105"),
     ("config", edit("config", {"sensors[3].type": "mpu6050", "sensors[3].addr": 104}),
-     "sensors[3].odr_hz: 1600 is not one of 4, 5, 8"),
+     "sensors[3].odr_hz: 3200 is not one of 4, 5, 8"),
     ("config", edit("config", {"sensors[3].type": "mpu6050", "sensors[3].addr": 104,
                                "sensors[3].odr_hz": 2}), "sensors[3].odr_hz: 2 is not one of 4, 5, 8"),
     ("config", edit("config", {"sensors[3].type": "mpu6050", "sensors[3].addr": 104,

@@ -1,9 +1,10 @@
-"""The node's main loop: sample on schedule, check limits, publish, answer commands.
+"""The node's main loop: sample on schedule, judge the readings, publish, answer commands.
 
 One blocking loop, as on a bare ESP32: each pass services the link (commands, keepalive), takes the
-readings that are due, checks them against their limits, publishes what is queued and sleeps until
-the next thing is due. Records wait in a small RAM queue while the broker is unreachable and go out
-in order, with their original (boot, seq), once it is back.
+readings that are due, hands them to the condition monitor (node.monitor: baselines, trends, alarm
+state), publishes what is queued and sleeps until the next thing is due. Records wait in a small RAM
+queue while the broker is unreachable and go out in order, with their original (boot, seq), once it
+is back. Alarm messages are retained, so the last one always carries the current alarm picture.
 """
 
 import gc
@@ -12,14 +13,35 @@ import machine
 import time
 from micropython import const
 
-from node import VERSION, alarms, config, health, payload, sensors
+from node import VERSION, config, health, payload, sensors
 from node.ds18b20 import ProbeBus
 from node.link import Link
+from node.monitor import Monitor
 
 _TICK_MS = const(200)  # longest sleep between passes: bounds command latency
 _QUEUE_MAX = const(64)  # records kept while offline (a later issue spills them to flash)
 _BATCH_MAX = const(8)  # records per telemetry message when catching up
 _RESETS = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
+_BASELINE_FILE = "baseline.json"
+
+
+def _load_baseline():
+    """The baselines learned before this boot, or None (first boot, or an unreadable file)."""
+    try:
+        with open(_BASELINE_FILE) as f:
+            stored = json.load(f)
+        return stored if type(stored) is dict else None
+    except (OSError, ValueError):
+        return None
+
+
+def _save_baseline(data):
+    # Rare (a baseline completes, or a rebaseline), so flash wear does not matter here.
+    try:
+        with open(_BASELINE_FILE, "w") as f:
+            json.dump(data, f)
+    except OSError as exc:
+        print("baseline not saved:", repr(exc))
 
 
 def _boot_counter():
@@ -63,8 +85,12 @@ class Node:
         self.seq = 0
         self.queue = []  # encoded records waiting for the broker, oldest first: (seq, record)
         self.events = []  # encoded alarm events waiting for the broker
-        self.sensors, self.probe_buses = sensors.build(cfg["sensors"]) if cfg else ([], [])
-        self.alarms = alarms.Alarms(cfg["thresholds"] if cfg else {})
+        if cfg:
+            self.sensors, self.probe_buses = sensors.build(cfg["sensors"], cfg["machine"]["rpm"])
+            self.monitor = Monitor(cfg, _load_baseline())
+        else:
+            self.sensors, self.probe_buses, self.monitor = [], [], None
+        self.baseline_shown = None  # the baseline state in the last status published
         device_id, site, wifi, broker = net
         self.topics = {}
         for kind in payload.KINDS:
@@ -93,15 +119,34 @@ class Node:
         want_vib = self._is_due("vib_s", now)
         if not (want_temp or want_vib):
             return
-        temps = self._read_temps() if want_temp else None
+        trends = {}
+        temps = self._read_temps(trends) if want_temp else None
         vib = self._read_vibration() if want_vib else None
         if temps or vib:
-            self.queue.append((self.seq, payload.record(self.uptime(), temps, vib)))
+            self.queue.append((self.seq, payload.record(self.uptime(), temps, vib, trends)))
             self.seq += 1
             if len(self.queue) > _QUEUE_MAX:
                 self.queue.pop(0)
+        self._take_events()
 
-    def _read_temps(self):
+    def _take_events(self):
+        """Alarm events from the monitor to the publish queue; a changed baseline to flash."""
+        monitor = self.monitor
+        if monitor is None:
+            return
+        if monitor.baseline_changed:
+            monitor.baseline_changed = False
+            _save_baseline(monitor.baseline.to_dict())
+        if not monitor.events:
+            return
+        state = monitor.alarms.state()
+        up = self.uptime()
+        for metric, event, value in monitor.events:
+            acked = state[metric][1] if metric in state else event[0] == "ack"
+            self.events.append(payload.alarm(metric, event, value, up, self.boot, state, acked))
+        monitor.events = []
+
+    def _read_temps(self, trends):
         for bus in self.probe_buses:
             try:
                 bus.convert()
@@ -114,23 +159,17 @@ class Node:
             if sensor.kind == "temp":
                 value = sensor.read()
                 temps[sensor.name] = value
-                self._check(sensor.name, value)
+                trends[sensor.name] = self.monitor.temperature(sensor.name, value, self.uptime())
         return temps
 
     def _read_vibration(self):
         vib = {}
         for sensor in self.sensors:
             if sensor.kind == "vib" and sensor.read():
-                vib[sensor.name] = (sensor.rms, sensor.pk, sensor.cf)
-                self._check(sensor.name + ".rms", max(sensor.rms))
-                self._check(sensor.name + ".pk", max(sensor.pk))
-                self._check(sensor.name + ".cf", max(sensor.cf))
+                a = sensor.analysis
+                zone, rel = self.monitor.vibration(sensor.name, a, self.uptime())
+                vib[sensor.name] = (a.rms, a.pk, a.cf, a.kurt, a.vel, zone, sensor.limited, rel)
         return vib
-
-    def _check(self, metric, value):
-        event = self.alarms.check(metric, value)
-        if event is not None:
-            self.events.append(payload.alarm(metric, event, value, self.uptime(), self.boot))
 
     # --- reporting ---------------------------------------------------------------------------
     def diag(self):
@@ -143,11 +182,24 @@ class Node:
 
     def status(self):
         state, _ = health.overall([s.health for s in self.sensors], gc.mem_free(), self.config_error)
-        return payload.status("online", VERSION, self.boot, self.reset, self.link.ip(), state, self.config_error)
+        vib = {}
+        for s in self.sensors:
+            if s.kind == "vib":
+                vib[s.name] = (s.spec["odr_hz"], s.band[0], s.band[1], s.limited)
+        self.baseline_shown = self._baseline_state()
+        return payload.status("online", VERSION, self.boot, self.reset, self.link.ip(), state,
+                              self.config_error, vib, self.baseline_shown)
+
+    def _baseline_state(self):
+        if self.monitor is None or not self.sensors:
+            return None
+        return "learning" if self.monitor.baseline.learning() else "ready"
 
     def flush(self):
         link = self.link
-        while self.events and link.publish(self.topics["alarm"], self.events[0]):
+        if self.baseline_shown is not None and self._baseline_state() != self.baseline_shown:
+            link.publish(self.topics["status"], self.status(), True)
+        while self.events and link.publish(self.topics["alarm"], self.events[0], True):
             self.events.pop(0)
         while self.queue:
             batch = self.queue[:_BATCH_MAX]
@@ -164,16 +216,30 @@ class Node:
         while self.link.inbox:
             msg = self.link.inbox.pop(0)
             try:
-                cmd_id, cmd, _args = payload.parse_command(msg)
+                cmd_id, cmd, args = payload.parse_command(msg)
             except payload.CommandError as exc:
                 self.link.publish(self.topics["ack"], payload.ack(exc.cmd_id, exc.cmd, False, error=str(exc)))
                 continue
-            if cmd == "ping":
-                result = {"up": self.uptime(), "fw": VERSION, "boot": self.boot}
-            else:  # "diag": parse_command admits no other command
-                result = self.diag()
-                self.link.publish(self.topics["diag"], json.dumps(result))
+            try:
+                result = self._run_command(cmd, args)
+            except Exception as exc:  # e.g. a metric or sensor the node does not have; never fatal
+                self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, False, error=str(exc) or repr(exc)))
+                continue
             self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, True, result=result))
+            self._take_events()
+
+    def _run_command(self, cmd, args):
+        if cmd == "ping":
+            return {"up": self.uptime(), "fw": VERSION, "boot": self.boot}
+        if cmd == "diag":
+            result = self.diag()
+            self.link.publish(self.topics["diag"], json.dumps(result))
+            return result
+        if self.monitor is None:
+            raise ValueError("not monitoring: " + self.config_error)
+        if cmd == "ack-alarm":
+            return {"acked": self.monitor.ack(args.get("metric"), self.uptime())}
+        return {"metrics": self.monitor.rebaseline(args.get("sensor"))}  # "rebaseline"
 
     # --- main loop ---------------------------------------------------------------------------
     def run(self):
@@ -181,6 +247,9 @@ class Node:
         while True:
             if self.link.service():
                 self.link.publish(self.topics["status"], self.status(), True)
+                if self.monitor is not None:
+                    state = self.monitor.alarms.state()
+                    self.link.publish(self.topics["alarm"], payload.alarm_state(self.uptime(), self.boot, state), True)
                 self.due["diag_s"] = time.ticks_ms()
             self.handle_commands()
             try:

@@ -8,12 +8,16 @@ node reports does not depend on dict iteration order.
 import json
 from micropython import const
 
+from node import vibration
+
 _MAX_SENSORS = const(8)
 _SHOW_MAX = const(40)
 
 TEMP_TYPES = ("ds18b20", "mcu_temp")
 ACCEL_TYPES = ("adxl345", "mpu6050")
-VIB_METRICS = ("rms", "pk", "cf")
+VIB_METRICS = ("rms", "pk", "cf", "kurt", "vel")
+TEMP_METRICS = ("rate", "rise")  # besides the sensor's own name (degC)
+WINDOWS = (64, 128, 256, 512, 1024, 2048)  # powers of two: the velocity FFT needs one
 
 _REQ = "<required>"  # default marker: the key must be present
 
@@ -215,14 +219,15 @@ def _accel(addrs, odrs, odr_default):
         ("addr", _oneof, addrs, addrs[0]),
         ("range_g", _oneof, (2, 4, 8, 16), 4),
         ("odr_hz", _oneof, odrs, odr_default),
-        ("window", _int, (64, 2048), 512),
+        ("window", _oneof, WINDOWS, 1024),
     )
 
 
 _SENSOR_BODY = {
     "ds18b20": (("pin", _int, _PIN, _REQ), ("rom", _rom, None, None)),
     "mcu_temp": (),
-    "adxl345": _accel((83, 29), (100, 200, 400, 800, 1600, 3200), 1600),
+    # 3200 Hz covers the whole ISO 10816 band (10-1000 Hz); lower rates make it band-limited.
+    "adxl345": _accel((83, 29), (100, 200, 400, 800, 1600, 3200), 3200),
     "mpu6050": _accel((104, 105), _MPU_ODRS, 1000),
 }
 
@@ -230,7 +235,23 @@ _LIMIT = (
     ("warn", _num_or_null, None, None),
     ("alarm", _num_or_null, None, None),
     ("deadband", _num, (0, None), 0),
+    ("on_delay_s", _num, (0, 86400), 0),
+    ("off_delay_s", _num, (0, 86400), 0),
+    ("latch", _bool, None, False),
+    ("realarm_s", _num, (0, 604800), 0),  # 0: never
+    ("relative", _bool, None, False),  # warn/alarm/deadband are multiples of the learned baseline
+    ("early_s", _num_or_null, (1, 604800), None),  # temperatures: warn this long before the limit
 )
+
+_MACHINE = (
+    ("group", _oneof, (1, 2), 2),  # ISO 10816-3: 1 large (> 300 kW), 2 medium (15-300 kW)
+    ("foundation", _oneof, ("rigid", "flexible"), "rigid"),
+    ("rpm", _num_or_null, (1, 100000), None),  # below 600 the velocity band starts at 2 Hz, not 10
+)
+
+_BASELINE = (("samples", _int, (1, 1000), 20),)
+
+_TREND = (("window_s", _num, (30, 86400), 600),)
 
 
 def _clash(a, b):
@@ -278,6 +299,9 @@ _TOP = (
     ("broker", _object, _BROKER, _REQ),
     ("sensors", _sensors, None, []),
     ("intervals", _object, _INTERVALS, {}),
+    ("machine", _object, _MACHINE, {}),
+    ("baseline", _object, _BASELINE, {}),
+    ("trend", _object, _TREND, {}),
     ("thresholds", _any_object, None, {}),  # checked after sensors are known
 )
 
@@ -291,6 +315,8 @@ def metric_names(sensors):
                 names.append(s["name"] + "." + m)
         else:
             names.append(s["name"])
+            for m in TEMP_METRICS:
+                names.append(s["name"] + "." + m)
     return names
 
 
@@ -300,16 +326,32 @@ def _thresholds(raw, sensors):
     for m in sorted(raw):
         p = "thresholds." + m
         if m not in known:
-            raise ConfigError(p, m, "%s is not a metric of a configured sensor (a temperature "
-                              "sensor name, or <accelerometer>.rms, .pk or .cf)" % _show("", m))
+            raise ConfigError(p, m, "%s is not a metric of a configured sensor (a temperature sensor "
+                              "name or its .rate or .rise, or <accelerometer>.rms, .pk, .cf, .kurt or .vel)"
+                              % _show("", m))
         t = _fields(raw[m], _LIMIT, p)
         if t["warn"] is None and t["alarm"] is None:
             raise ConfigError(p, raw[m], "needs warn or alarm (or both)")
         if t["warn"] is not None and t["alarm"] is not None and t["warn"] > t["alarm"]:
             raise ConfigError(p + ".warn", t["warn"], "%s is above alarm %s" % (
                 _show("", t["warn"]), _show("", t["alarm"])))
+        if t["early_s"] is not None and ("." in m or t["relative"]):
+            raise ConfigError(p + ".early_s", t["early_s"], "%s needs an absolute temperature limit "
+                              "(a temperature sensor's own metric, not relative)" % _show("", t["early_s"]))
         out[m] = t
     return out
+
+
+def _iso_velocity_limits(cfg):
+    """ISO 10816-3 defaults for every accelerometer without a .vel threshold: warn on entering
+    zone C, alarm on entering zone D, with a deadband of a tenth of the B/C boundary."""
+    m = cfg["machine"]
+    ab, bc, cd = vibration.zone_limits(m["group"], m["foundation"])
+    for s in cfg["sensors"]:
+        metric = s["name"] + ".vel"
+        if s["type"] in ACCEL_TYPES and metric not in cfg["thresholds"]:
+            t = _fields({"warn": bc, "alarm": cd, "deadband": round(bc / 10, 2)}, _LIMIT, metric)
+            cfg["thresholds"][metric] = t
 
 
 def _broker_port(b):
@@ -323,6 +365,7 @@ def validate(raw):
     cfg = _fields(raw, _TOP, "")
     _broker_port(cfg["broker"])
     cfg["thresholds"] = _thresholds(cfg["thresholds"], cfg["sensors"])
+    _iso_velocity_limits(cfg)
     return cfg
 
 

@@ -12,13 +12,16 @@ from node.alarms import LEVELS
 from node.health import overall
 
 KINDS = ("status", "telemetry", "alarm", "diag", "cmd", "ack")
-COMMANDS = ("ping", "diag")
+# Each command with the optional string arguments it takes.
+COMMANDS = {"ping": (), "diag": (), "ack-alarm": ("metric",), "rebaseline": ("sensor",)}
 MAX_COMMAND = const(512)
 MAX_ID = const(64)
 
 _DEG_C = const(2)  # decimals for temperatures
 _G = const(4)  # for rms / pk in g
-_CF = const(2)  # for crest factors
+_RATIO = const(2)  # for crest factors, kurtosis, ratios to the baseline
+_MM_S = const(2)  # for velocities
+_RATE = const(3)  # for degC per minute
 
 
 def _dumps(obj):
@@ -39,12 +42,15 @@ def topic(site, device_id, kind):
     return "floorwatch/" + site + "/" + device_id + "/" + kind
 
 
-def record(up, temps=None, vib=None):
+def record(up, temps=None, vib=None, trends=None):
     """One telemetry record taken at up (ms since boot).
 
     temps: {name: degC or None for a failed read}.
-    vib: {name: (rms, pk, cf)}, each [x, y, z]; the lists are copied, so the
-    caller may reuse them. Names mapped to None are left out.
+    vib: {name: (rms, pk, cf, kurt, vel, zone, limited, rel)}: the first five [x, y, z] (copied, so
+    the caller may reuse the lists), zone "A".."D", limited True when the velocity band stops short
+    of 1000 Hz, rel None while the baseline is learned, else (vel, cf, kurt) as ratios to it.
+    trends: {name: (rate degC/min, rise K, eta s)}, any of them None when not known.
+    Names mapped to None are left out.
     """
     r = {"up": up}
     if temps:
@@ -57,9 +63,28 @@ def record(up, temps=None, vib=None):
         for name in vib:
             f = vib[name]
             if f is not None:
-                v[name] = {"rms": _r3(f[0], _G), "pk": _r3(f[1], _G), "cf": _r3(f[2], _CF)}
+                d = {"rms": _r3(f[0], _G), "pk": _r3(f[1], _G), "cf": _r3(f[2], _RATIO),
+                     "kurt": _r3(f[3], _RATIO), "vel": _r3(f[4], _MM_S), "zone": f[5]}
+                if f[6]:
+                    d["limited"] = True
+                rel = f[7]
+                if rel is not None:
+                    d["rel"] = {"vel": _r(rel[0], _RATIO), "cf": _r(rel[1], _RATIO), "kurt": _r(rel[2], _RATIO)}
+                v[name] = d
         if v:
             r["v"] = v
+    if trends:
+        dt = {}
+        for name in trends:
+            tr = trends[name]
+            d = {}
+            for key, value, nd in (("rate", tr[0], _RATE), ("rise", tr[1], _DEG_C), ("eta", tr[2], 0)):
+                if value is not None and value - value == 0:
+                    d[key] = round(value) if nd == 0 else round(value, nd)
+            if d:
+                dt[name] = d
+        if dt:
+            r["dt"] = dt
     return r
 
 
@@ -70,30 +95,63 @@ def telemetry(boot, seq, records):
     return _dumps({"boot": boot, "seq": seq, "n": len(records), "r": records})
 
 
-def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None):
-    """The retained status; 'offline' (the Last Will) carries state, fw, boot only."""
+def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None, vib=None, baseline=None):
+    """The retained status; 'offline' (the Last Will) carries state, fw, boot only.
+
+    vib: {accelerometer name: (odr_hz, lo_hz, hi_hz, limited)}, what its velocity band covers.
+    baseline: "learning" or "ready" (None when nothing is monitored).
+    """
     d = {"state": state, "fw": fw, "boot": boot}
     if state != "offline":
         d["reset"] = reset
         d["ip"] = ip
         d["health"] = health
         d["config_error"] = config_error
+        if vib:
+            meta = {}
+            for name in vib:
+                odr, lo, hi, limited = vib[name]
+                meta[name] = {"odr": odr, "band": [lo, hi], "limited": limited}
+            d["vib"] = meta
+        if baseline:
+            d["baseline"] = baseline
     return _dumps(d)
 
 
+_DECIMALS = {"rms": _G, "pk": _G, "cf": _RATIO, "kurt": _RATIO, "vel": _MM_S, "rate": _RATE,
+             "rise": _DEG_C, "early": 0}
+
+
 def _decimals(metric):
-    if metric.endswith(".rms") or metric.endswith(".pk"):
-        return _G
-    return _CF if metric.endswith(".cf") else _DEG_C
+    dot = metric.find(".")
+    return _DEG_C if dot < 0 else _DECIMALS.get(metric[dot + 1:], _DEG_C)
 
 
-def alarm(metric, event, value, up, boot):
-    """event is the (level, prev, limit) tuple from alarms.Limit.update."""
-    level, prev, limit = event
+def _active(state):
+    """alarms.Alarms.state() as {metric: {"level", "acked"}}."""
+    out = {}
+    for metric in state:
+        level, acked = state[metric]
+        out[metric] = {"level": LEVELS[level], "acked": acked}
+    return out
+
+
+def alarm(metric, event, value, up, boot, state, acked=False):
+    """An alarm event; event is the (kind, level, prev, limit) tuple from node.alarms.
+
+    kind: raise, clear, realarm or ack. state is alarms.Alarms.state() after the event: every
+    message carries the whole picture, so the retained one tells a late subscriber everything.
+    """
+    kind, level, prev, limit = event
     nd = _decimals(metric)
-    return _dumps({"metric": metric, "event": "raise" if level > prev else "clear",
-                   "level": LEVELS[level], "prev": LEVELS[prev],
-                   "value": _r(value, nd), "limit": _r(limit, nd), "up": up, "boot": boot})
+    return _dumps({"metric": metric, "event": kind, "level": LEVELS[level], "prev": LEVELS[prev],
+                   "value": _r(value, nd), "limit": _r(limit, nd), "acked": acked, "up": up,
+                   "boot": boot, "active": _active(state)})
+
+
+def alarm_state(up, boot, state):
+    """The alarm picture alone (event "state"), published after every connect."""
+    return _dumps({"event": "state", "up": up, "boot": boot, "active": _active(state)})
 
 
 def diag(up, fw, boot, reset, sensors, heap_free, rssi, mqtt_reconnects,
@@ -136,7 +194,7 @@ class CommandError(ValueError):
 def parse_command(msg):
     """(cmd_id, cmd, args) from a cmd message (bytes or str), else CommandError.
 
-    args holds any keys besides id and cmd.
+    args holds the command's arguments (COMMANDS names them; all optional strings).
     """
     if type(msg) is str:
         msg = msg.encode()
@@ -159,8 +217,14 @@ def parse_command(msg):
         raise CommandError("cmd is not a string", cmd_id)
     if cmd not in COMMANDS:
         raise CommandError("unknown command %s" % repr(cmd), cmd_id, cmd)
+    takes = COMMANDS[cmd]
     args = {}
-    for k in d:
-        if k != "id" and k != "cmd":
-            args[k] = d[k]
+    for k in sorted(d):
+        if k == "id" or k == "cmd":
+            continue
+        if k not in takes:
+            raise CommandError("%s takes no argument %s" % (cmd, repr(k)), cmd_id, cmd)
+        if type(d[k]) is not str:
+            raise CommandError("%s: %s must be a string" % (cmd, k), cmd_id, cmd)
+        args[k] = d[k]
     return cmd_id, cmd, args

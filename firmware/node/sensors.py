@@ -9,7 +9,7 @@ import array
 import machine
 from micropython import const
 
-from node import features
+from node import vibration
 from node.ds18b20 import ProbeBus, SensorError, rom_from_hex
 from node.health import SensorHealth
 
@@ -69,19 +69,19 @@ class ChipTemp:
 
 
 class Accelerometer:
-    """ADXL345 or MPU6050: a window of samples reduced to per-axis RMS, peak and crest factor."""
+    """ADXL345 or MPU6050: each window of samples analysed into `analysis` (a vibration.Analyzer)."""
 
     kind = "vib"
 
-    def __init__(self, spec, i2c):
+    def __init__(self, spec, i2c, rpm=None):
         self.spec = spec
         self.name = spec["name"]
         self.i2c = i2c
         self.window = spec["window"]
         self.buf = array.array("h", bytes(6 * self.window))
-        self.rms = [0.0, 0.0, 0.0]
-        self.pk = [0.0, 0.0, 0.0]
-        self.cf = [0.0, 0.0, 0.0]
+        lo, hi, self.limited = vibration.band(spec["odr_hz"], rpm)
+        self.band = (lo, hi)
+        self.analysis = vibration.Analyzer(self.window, spec["odr_hz"], lo, hi)
         self.overruns = 0
         self.driver = None
         self.health = SensorHealth(self.name, spec["type"])
@@ -97,7 +97,7 @@ class Accelerometer:
         return self.driver
 
     def read(self):
-        """Fills rms/pk/cf from a fresh window; returns True on success."""
+        """Analyses a fresh window into `analysis`; returns True on success."""
         try:
             driver = self._driver()
             self.overruns += driver.read_window(self.buf, self.window)
@@ -105,8 +105,9 @@ class Accelerometer:
             self.driver = None  # re-initialise next time: the device may have been replugged
             _failed(self.health, exc)
             return False
-        features.window_features(self.buf, self.window, driver.scale_g, self.rms, self.pk, self.cf)
-        self.health.ok((self.rms[0], self.rms[1], self.rms[2]))
+        a = self.analysis
+        a.run(self.buf, driver.scale_g)
+        self.health.ok((a.rms[0], a.rms[1], a.rms[2]))
         return True
 
 
@@ -132,8 +133,11 @@ def _i2c(n, scl, sda):
     return machine.SoftI2C(scl=scl, sda=sda, freq=_I2C_FREQ)
 
 
-def build(specs):
-    """Sensor objects for the config's `sensors` list; buses shared between sensors on the same pins."""
+def build(specs, rpm=None):
+    """Sensor objects for the config's `sensors` list; buses shared between sensors on the same pins.
+
+    rpm: the machine's running speed, which sets the low edge of the velocity band.
+    """
     sensors, probe_buses, i2c_buses = [], {}, {}
     for spec in specs:
         kind = spec["type"]
@@ -148,6 +152,6 @@ def build(specs):
             pins = (spec["scl"], spec["sda"])
             if pins not in i2c_buses:
                 i2c_buses[pins] = _i2c(len(i2c_buses), machine.Pin(pins[0]), machine.Pin(pins[1]))
-            sensors.append(Accelerometer(spec, i2c_buses[pins]))
+            sensors.append(Accelerometer(spec, i2c_buses[pins], rpm))
     return sensors, list(probe_buses.values())
 

@@ -20,7 +20,9 @@ class DeviceView:
         self.status = None  # last status payload
         self.temps = {}
         self.vib_rms = {}
-        self.alarms = {}  # metric -> level, for levels above ok
+        self.vib = {}  # accelerometer -> its latest features (rms, vel, zone, ...)
+        self.trends = {}  # temperature sensor -> its latest trend (rate, rise, eta)
+        self.alarms = {}  # metric -> level, for levels above ok (the node's own "active" picture)
         self.alarm_events = []  # every alarm payload, in arrival order
         self.health = None
         self.records = []  # (boot, seq) of every telemetry record received, in arrival order
@@ -117,15 +119,14 @@ class Observer:
         for offset, record in enumerate(body["r"]):
             view.records.append((body["boot"], body["seq"] + offset))
             view.temps.update({k: v for k, v in record.get("t", {}).items() if v is not None})
+            view.trends.update(record.get("dt", {}))
             for name, feats in record.get("v", {}).items():
                 view.vib_rms[name] = max(feats["rms"])
+                view.vib[name] = feats
 
     def _on_alarm(self, view, body):
         view.alarm_events.append(body)
-        if body["level"] == "ok":
-            view.alarms.pop(body["metric"], None)
-        else:
-            view.alarms[body["metric"]] = body["level"]
+        view.alarms = {metric: a["level"] for metric, a in body["active"].items()}
 
     def _on_diag(self, view, body):
         view.health = body["health"]

@@ -18,8 +18,16 @@ FILES = {
 }
 
 
+def _limits(warn=None, alarm=None, deadband=0, **more):
+    """A threshold with every field written out."""
+    t = {"warn": warn, "alarm": alarm, "deadband": deadband, "on_delay_s": 0, "off_delay_s": 0,
+         "latch": False, "realarm_s": 0, "relative": False, "early_s": None}
+    t.update(more)
+    return t
+
+
 def _full():
-    """The example of docs/contract.md."""
+    """The example of docs/contract.md, with every default written out."""
     return {
         "device_id": "press-07",
         "site": "plant-a",
@@ -31,12 +39,18 @@ def _full():
             {"name": "winding", "type": "ds18b20", "pin": 4, "rom": "28ff9a1d8116032c"},
             {"name": "chip", "type": "mcu_temp"},
             {"name": "motor", "type": "adxl345", "sda": 21, "scl": 22, "addr": 83,
-             "range_g": 4, "odr_hz": 1600, "window": 512},
+             "range_g": 4, "odr_hz": 3200, "window": 1024},
         ],
         "intervals": {"temp_s": 10, "vib_s": 30, "diag_s": 60},
+        "machine": {"group": 2, "foundation": "rigid", "rpm": 1480},
+        "baseline": {"samples": 20},
+        "trend": {"window_s": 600},
         "thresholds": {
-            "bearing": {"warn": 80, "alarm": 90, "deadband": 2},
-            "motor.rms": {"warn": 0.5, "alarm": 1.0, "deadband": 0.05},
+            "bearing": _limits(80, 90, 2, on_delay_s=60, early_s=900),
+            "bearing.rate": _limits(1.0, None, 0.2),
+            "motor.rms": _limits(0.5, 1.0, 0.05),
+            "motor.kurt": _limits(1.5, 2.5, 0.2, relative=True, latch=True),
+            "motor.vel": _limits(2.8, 4.5, 0.28),
         },
     }
 
@@ -107,7 +121,11 @@ def test_defaults_filled():
     assert cfg["sensors"] == []
     assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 60}
     assert cfg["thresholds"] == {}
-    assert sorted(cfg) == ["broker", "device_id", "intervals", "sensors", "site", "thresholds", "wifi"]
+    assert cfg["machine"] == {"group": 2, "foundation": "rigid", "rpm": None}
+    assert cfg["baseline"] == {"samples": 20}
+    assert cfg["trend"] == {"window_s": 600}
+    assert sorted(cfg) == ["baseline", "broker", "device_id", "intervals", "machine", "sensors", "site",
+                           "thresholds", "trend", "wifi"]
 
 
 def test_tls_changes_default_port_only():
@@ -130,17 +148,18 @@ def test_sensor_defaults_per_type():
     assert s[0] == {"name": "t", "type": "ds18b20", "pin": 4, "rom": None}
     assert s[1] == {"name": "c", "type": "mcu_temp"}
     assert s[2] == {"name": "a", "type": "adxl345", "sda": 21, "scl": 22, "addr": 83,
-                    "range_g": 4, "odr_hz": 1600, "window": 512}
+                    "range_g": 4, "odr_hz": 3200, "window": 1024}
     assert s[3] == {"name": "m", "type": "mpu6050", "sda": 21, "scl": 22, "addr": 104,
-                    "range_g": 4, "odr_hz": 1000, "window": 512}
+                    "range_g": 4, "odr_hz": 1000, "window": 1024}
 
 
 def test_limit_defaults():
     raw = _full()
     raw["thresholds"] = {"bearing": {"warn": 80}, "chip": {"alarm": 70}}
     t = config.validate(raw)["thresholds"]
-    assert t["bearing"] == {"warn": 80, "alarm": None, "deadband": 0}
-    assert t["chip"] == {"warn": None, "alarm": 70, "deadband": 0}
+    assert t["bearing"] == _limits(80)
+    assert t["chip"] == _limits(None, 70)
+    assert t["motor.vel"] == _limits(2.8, 4.5, 0.28)  # ISO 10816-3, group 2, rigid
 
 
 def test_missing_required_fields():
@@ -169,7 +188,15 @@ def test_wrong_types():
         ("sensors.1", "winding", "sensors[1]", "'winding' is not an object"),
         ("sensors.0.pin", "4", "sensors[0].pin", "'4' is not an integer"),
         ("sensors.0.rom", 123, "sensors[0].rom", "is not 16 hex digits"),
-        ("sensors.3.window", 512.5, "sensors[3].window", "is not an integer"),
+        ("sensors.3.window", 512.5, "sensors[3].window", "is not one of 64, 128, 256, 512, 1024, 2048"),
+        ("sensors.3.window", 500, "sensors[3].window", "500 is not one of 64, 128"),
+        ("machine.group", 3, "machine.group", "3 is not one of 1, 2"),
+        ("machine.foundation", "soft", "machine.foundation", "'soft' is not one of rigid, flexible"),
+        ("machine.rpm", "fast", "machine.rpm", "'fast' is not a number"),
+        ("baseline.samples", 2.5, "baseline.samples", "2.5 is not an integer"),
+        ("thresholds.bearing.latch", 1, "thresholds.bearing.latch", "1 is not true or false"),
+        ("thresholds.bearing.relative", "no", "thresholds.bearing.relative", "is not true or false"),
+        ("thresholds.bearing.on_delay_s", None, "thresholds.bearing.on_delay_s", "null is not a number"),
         ("intervals", [], "intervals", "[] is not an object"),
         ("intervals.temp_s", "10", "intervals.temp_s", "'10' is not a number"),
         ("thresholds", [], "thresholds", "[] is not an object"),
@@ -210,8 +237,11 @@ def test_out_of_range():
         ("intervals.diag_s", 86401, "10..86400"),
         ("sensors.0.pin", -1, "0..48"), ("sensors.0.pin", 49, "0..48"),
         ("sensors.3.sda", 49, "0..48"), ("sensors.3.scl", -1, "0..48"),
-        ("sensors.3.window", 63, "64..2048"), ("sensors.3.window", 2049, "64..2048"),
         ("thresholds.bearing.deadband", -0.5, "below 0"),
+        ("machine.rpm", 0, "1..100000"), ("baseline.samples", 0, "1..1000"),
+        ("trend.window_s", 29, "30..86400"), ("thresholds.bearing.on_delay_s", -1, "0..86400"),
+        ("thresholds.bearing.off_delay_s", 86401, "0..86400"), ("thresholds.bearing.realarm_s", -5, "0..604800"),
+        ("thresholds.bearing.early_s", 0, "1..604800"),
     )
     for path, value, words in cases:
         field = path.replace(".0.", "[0].").replace(".3.", "[3].")
@@ -288,7 +318,7 @@ def test_mpu6050_rules():
     _rejects(_mpu(odr_hz=1600), "sensors[0].odr_hz", allowed)
     _rejects(_mpu(odr_hz=2), "sensors[0].odr_hz", allowed)  # beyond the 8-bit divider
     _rejects(_mpu(odr_hz=1000.0), "sensors[0].odr_hz", allowed)
-    _rejects(_mpu(range_g=16, window=2049), "sensors[0].window", "64..2048")
+    _rejects(_mpu(range_g=16, window=2049), "sensors[0].window", "2049 is not one of 64, 128")
 
 
 def test_names():
@@ -408,7 +438,8 @@ def test_threshold_metrics():
 def test_metric_names():
     cfg = config.validate(_full())
     assert config.metric_names(cfg["sensors"]) == [
-        "bearing", "winding", "chip", "motor.rms", "motor.pk", "motor.cf"]
+        "bearing", "bearing.rate", "bearing.rise", "winding", "winding.rate", "winding.rise",
+        "chip", "chip.rate", "chip.rise", "motor.rms", "motor.pk", "motor.cf", "motor.kurt", "motor.vel"]
 
 
 def test_threshold_values():
@@ -480,3 +511,45 @@ def test_salvage_gives_up():
     for raw in (None, [], "x", {}, _without(_full(), "wifi"), _with(_full(), "broker.port", "x"),
                 _with(_full(), "device_id", "BAD ID"), _without(_full(), "wifi.ssid")):
         assert config.salvage(raw) is None, repr(raw)
+
+
+def test_limit_management_fields():
+    raw = _full()
+    raw["thresholds"]["bearing"] = {"warn": 80, "alarm": 90, "on_delay_s": 60, "off_delay_s": 30,
+                                    "latch": True, "realarm_s": 3600, "early_s": 900}
+    raw["thresholds"]["motor.kurt"] = {"warn": 1.5, "alarm": 2.5, "relative": True}
+    raw["thresholds"]["bearing.rate"] = {"warn": 0.5}
+    t = config.validate(raw)["thresholds"]
+    assert t["bearing"] == {"warn": 80, "alarm": 90, "deadband": 0, "on_delay_s": 60, "off_delay_s": 30,
+                            "latch": True, "realarm_s": 3600, "relative": False, "early_s": 900}
+    assert t["motor.kurt"]["relative"] is True and t["motor.kurt"]["early_s"] is None
+    assert t["bearing.rate"]["on_delay_s"] == 0 and t["bearing.rate"]["latch"] is False
+
+
+def test_early_warning_needs_an_absolute_temperature_limit():
+    for metric, limits in (("bearing.rate", {"warn": 1, "early_s": 60}),
+                           ("motor.vel", {"warn": 1, "early_s": 60}),
+                           ("bearing", {"warn": 1.1, "relative": True, "early_s": 60})):
+        raw = _full()
+        raw["thresholds"][metric] = limits
+        _rejects(raw, "thresholds." + metric + ".early_s", "needs an absolute temperature limit")
+
+
+def test_iso_velocity_limits_by_default():
+    raw = _full()
+    del raw["thresholds"]["motor.vel"]
+    cfg = config.validate(raw)
+    assert cfg["thresholds"]["motor.vel"] == {
+        "warn": 2.8, "alarm": 4.5, "deadband": 0.28, "on_delay_s": 0, "off_delay_s": 0, "latch": False,
+        "realarm_s": 0, "relative": False, "early_s": None}
+    for group, foundation, warn, alarm in ((1, "rigid", 4.5, 7.1), (1, "flexible", 7.1, 11.0),
+                                           (2, "flexible", 4.5, 7.1)):
+        raw = _with(_with(_full(), "machine.group", group), "machine.foundation", foundation)
+        del raw["thresholds"]["motor.vel"]
+        t = config.validate(raw)["thresholds"]["motor.vel"]
+        assert (t["warn"], t["alarm"]) == (warn, alarm)
+    raw = _full()
+    raw["thresholds"]["motor.vel"] = {"alarm": 6}
+    t = config.validate(raw)["thresholds"]["motor.vel"]
+    assert t["warn"] is None and t["alarm"] == 6  # given limits win
+    assert "x.vel" not in config.validate(_minimal())["thresholds"]

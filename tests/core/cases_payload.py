@@ -2,7 +2,6 @@
 import json
 
 from node import payload
-from node.alarms import Limit
 from node.health import SensorHealth
 
 
@@ -32,14 +31,18 @@ def test_topics():
 
 def test_record_rounds_and_copies():
     rms, pk, cf = [0.0123456, 0.011, 0.03149], [0.041, 0.0390004, 0.10149], [3.4249, 3.55, 3.2651]
-    r = payload.record(610120, {"bearing": 41.3149, "winding": None, "chip": 38}, {"motor": (rms, pk, cf)})
+    kurt, vel = [3.014, 2.9951, 3.5], [1.234, 0.5, 2.8149]
+    r = payload.record(610120, {"bearing": 41.3149, "winding": None, "chip": 38},
+                       {"motor": (rms, pk, cf, kurt, vel, "B", False, None)})
     assert sorted(r) == ["t", "up", "v"] and r["up"] == 610120
     t = r["t"]
     assert _close(t["bearing"], 41.31) and t["winding"] is None and t["chip"] == 38
     m = r["v"]["motor"]
-    assert sorted(m) == ["cf", "pk", "rms"]
+    assert sorted(m) == ["cf", "kurt", "pk", "rms", "vel", "zone"]
+    assert m["zone"] == "B"
     for got, want in ((m["rms"], [0.0123, 0.011, 0.0315]), (m["pk"], [0.041, 0.039, 0.1015]),
-                      (m["cf"], [3.42, 3.55, 3.27])):
+                      (m["cf"], [3.42, 3.55, 3.27]), (m["kurt"], [3.01, 3.0, 3.5]),
+                      (m["vel"], [1.23, 0.5, 2.81])):
         assert len(got) == 3
         for i in range(3):
             assert _close(got[i], want[i], 1.01e-4), (got, want)
@@ -50,25 +53,40 @@ def test_record_rounds_and_copies():
 def test_record_has_only_what_was_read():
     assert payload.record(5) == {"up": 5}
     assert sorted(payload.record(5, {"a": 1.0})) == ["t", "up"]
-    v = payload.record(5, None, {"m": ([1, 1, 1], [2, 2, 2], [2, 2, 2])})
+    v = payload.record(5, None, {"m": ([1, 1, 1], [2, 2, 2], [2, 2, 2], [3, 3, 3], [1, 1, 1], "A", False, None)})
     assert sorted(v) == ["up", "v"]
+    assert payload.record(5, None, None, {"a": (None, None, None)}) == {"up": 5}
     assert payload.record(5, {}, {"m": None}) == {"up": 5}
 
 
 def test_not_finite_becomes_null():
     nan, inf = float("nan"), float("inf")
-    r = payload.record(1, {"a": nan, "b": inf}, {"m": ([nan, 0.5, -inf], [0.1, 0.1, 0.1], [inf, 1, 1])})
+    r = payload.record(1, {"a": nan, "b": inf}, {"m": ([nan, 0.5, -inf], [0.1, 0.1, 0.1], [inf, 1, 1],
+                                                       [3, 3, 3], [1, 1, 1], "A", False, (nan, 1, 1))},
+                       {"a": (nan, inf, 5.0)})
     doc = _load(payload.telemetry(1, 0, [r]))  # must still be valid JSON
     assert doc["r"][0]["t"] == {"a": None, "b": None}
     assert doc["r"][0]["v"]["m"]["rms"][0] is None and doc["r"][0]["v"]["m"]["rms"][2] is None
     assert doc["r"][0]["v"]["m"]["cf"][0] is None
+    assert doc["r"][0]["v"]["m"]["rel"]["vel"] is None
+    assert doc["r"][0]["dt"] == {"a": {"eta": 5}}  # unknown trend values are left out
 
+
+def test_record_band_limit_baseline_and_trends():
+    r = payload.record(7, {"bearing": 60.0}, {"m": ([1, 1, 1], [2, 2, 2], [2, 2, 2], [3, 3, 3], [1.5, 1, 1],
+                                                    "B", True, (1.2345, 0.98, 1.5))},
+                       {"bearing": (0.12345, 3.456, 1234.6), "chip": (None, None, None)})
+    m = r["v"]["m"]
+    assert m["limited"] is True and m["zone"] == "B"
+    assert m["rel"] == {"vel": 1.23, "cf": 0.98, "kurt": 1.5}
+    assert r["dt"] == {"bearing": {"rate": 0.123, "rise": 3.46, "eta": 1235}}
 
 def test_telemetry_shape():
     recs = [payload.record(600120, {"bearing": 41.25}),
             payload.record(610120, {"bearing": 41.31}, {"motor": ([0.012, 0.011, 0.031],
                                                                   [0.041, 0.039, 0.101],
-                                                                  [3.42, 3.55, 3.26])})]
+                                                                  [3.42, 3.55, 3.26], [3.0, 3.1, 2.9],
+                                                                  [1.1, 0.9, 1.3], "A", False, None)})]
     b = payload.telemetry(7, 120, recs)
     doc = _load(b)
     assert sorted(doc) == ["boot", "n", "r", "seq"]
@@ -97,6 +115,15 @@ def test_status_online():
     assert doc["config_error"] == "device_id: missing" and doc["ip"] is None
 
 
+def test_status_vibration_band_and_baseline():
+    doc = _load(payload.status("online", "0.1.0", 7, "power_on", "10.0.0.23", "ok", None,
+                               {"motor": (1000, 10, 500, True)}, "learning"))
+    assert doc["vib"] == {"motor": {"odr": 1000, "band": [10, 500], "limited": True}}
+    assert doc["baseline"] == "learning"
+    plain = _load(payload.status("online", "0.1.0", 7, "power_on", None, "ok", None))
+    assert "vib" not in plain and "baseline" not in plain
+
+
 def test_status_offline_will():
     assert _load(payload.status("offline", "0.1.0", 7)) == {"state": "offline", "fw": "0.1.0", "boot": 7}
     # even if more is passed, the Will carries only these three
@@ -105,24 +132,33 @@ def test_status_offline_will():
 
 
 def test_alarm_raise_and_clear():
-    lim = Limit(80.0, 90.0, 2.0)
-    ev = lim.update(81.5)
-    doc = _load(payload.alarm("bearing", ev, 81.5, 612000, 7))
+    doc = _load(payload.alarm("bearing", ("raise", 1, 0, 80.0), 81.5, 612000, 7, {"bearing": (1, False)}))
     assert doc == {"metric": "bearing", "event": "raise", "level": "warning", "prev": "ok",
-                   "value": 81.5, "limit": 80.0, "up": 612000, "boot": 7}
-    ev = lim.update(77.123)
-    doc = _load(payload.alarm("bearing", ev, 77.123, 613000, 7))
+                   "value": 81.5, "limit": 80.0, "acked": False, "up": 612000, "boot": 7,
+                   "active": {"bearing": {"level": "warning", "acked": False}}}
+    doc = _load(payload.alarm("bearing", ("clear", 0, 1, 80.0), 77.123, 613000, 7, {}))
     assert (doc["event"], doc["level"], doc["prev"], doc["limit"]) == ("clear", "ok", "warning", 80.0)
-    assert _close(doc["value"], 77.12)
+    assert _close(doc["value"], 77.12) and doc["active"] == {}
 
 
-def test_alarm_vibration_metrics_keep_more_decimals():
-    lim = Limit(0.5, 1.0, 0.05)
-    doc = _load(payload.alarm("motor.rms", lim.update(1.23456), 1.23456, 1, 2))
-    assert (doc["event"], doc["level"], doc["prev"], doc["limit"]) == ("raise", "alarm", "ok", 1.0)
-    assert _close(doc["value"], 1.2346, 1.01e-4)
-    doc = _load(payload.alarm("motor.cf", Limit(6, None, 0).update(6.789), 6.789, 1, 2))
-    assert _close(doc["value"], 6.79, 1.01e-2) and doc["level"] == "warning"
+def test_alarm_ack_realarm_and_state():
+    state = {"bearing": (2, True), "motor.vel": (1, False)}
+    doc = _load(payload.alarm("bearing", ("ack", 2, 2, 90.0), None, 5, 7, state, True))
+    assert (doc["event"], doc["level"], doc["prev"], doc["acked"], doc["value"]) == ("ack", "alarm", "alarm", True, None)
+    assert doc["active"] == {"bearing": {"level": "alarm", "acked": True},
+                             "motor.vel": {"level": "warning", "acked": False}}
+    doc = _load(payload.alarm("motor.vel", ("realarm", 1, 1, 2.8), 3.0, 6, 7, state))
+    assert doc["event"] == "realarm" and doc["level"] == doc["prev"] == "warning"
+    assert _load(payload.alarm_state(8, 7, {})) == {"event": "state", "up": 8, "boot": 7, "active": {}}
+
+
+def test_alarm_decimals_follow_the_metric():
+    for metric, value, want, tol in (("motor.rms", 1.23456, 1.2346, 1.01e-4), ("motor.cf", 6.789, 6.79, 1.01e-2),
+                                     ("motor.vel", 4.5678, 4.57, 1.01e-2), ("motor.kurt", 5.555, 5.55, 1.01e-2),
+                                     ("bearing.rate", 0.12345, 0.123, 1.01e-3), ("bearing", 81.234, 81.23, 1.01e-2),
+                                     ("bearing.early", 899.6, 900, 0)):
+        doc = _load(payload.alarm(metric, ("raise", 1, 0, 0.5), value, 1, 2, {}))
+        assert _close(doc["value"], want, tol), (metric, doc["value"])
 
 
 def test_diag_shape():
@@ -163,7 +199,11 @@ def test_ack():
 def test_parse_command():
     assert payload.parse_command(b'{"id": "c-17", "cmd": "ping"}') == ("c-17", "ping", {})
     assert payload.parse_command('{"id": "c-18", "cmd": "diag"}') == ("c-18", "diag", {})
-    assert payload.parse_command(b'{"cmd": "ping", "id": "x", "verbose": true}') == ("x", "ping", {"verbose": True})
+    assert payload.parse_command(b'{"id": "a", "cmd": "ack-alarm"}') == ("a", "ack-alarm", {})
+    assert payload.parse_command(b'{"id": "a", "cmd": "ack-alarm", "metric": "bearing"}') == (
+        "a", "ack-alarm", {"metric": "bearing"})
+    assert payload.parse_command(b'{"id": "r", "cmd": "rebaseline", "sensor": "motor"}') == (
+        "r", "rebaseline", {"sensor": "motor"})
     long_id = "i" * 64
     assert payload.parse_command(b'{"id": "' + long_id.encode() + b'", "cmd": "ping"}')[0] == long_id
 
@@ -182,6 +222,9 @@ def test_command_errors():
         (b'{"id": "c-2"}', "c-2", "missing cmd"),
         (b'{"id": "c-3", "cmd": 5}', "c-3", "cmd is not a string"),
         (b'{"id": "c-19", "cmd": "frobnicate"}', "c-19", "unknown command 'frobnicate'"),
+        (b'{"id": "c-4", "cmd": "ping", "verbose": true}', "c-4", "ping takes no argument 'verbose'"),
+        (b'{"id": "c-5", "cmd": "ack-alarm", "metric": 5}', "c-5", "ack-alarm: metric must be a string"),
+        (b'{"id": "c-6", "cmd": "rebaseline", "metric": "x"}', "c-6", "rebaseline takes no argument 'metric'"),
     )
     for msg, cmd_id, words in cases:
         e = _cmd_error(msg)
@@ -193,10 +236,10 @@ def test_command_errors():
 
 
 def test_command_size_limit():
-    head = b'{"id": "c-1", "cmd": "ping", "pad": "'
+    head = b'{"id": "c-1", "cmd": "ack-alarm", "metric": "'
     exact = head + b"x" * (512 - len(head) - 2) + b'"}'
     assert len(exact) == 512
-    assert payload.parse_command(exact)[:2] == ("c-1", "ping")
+    assert payload.parse_command(exact)[:2] == ("c-1", "ack-alarm")
     over = head + b"x" * (513 - len(head) - 2) + b'"}'
     e = _cmd_error(over)
     assert e.cmd_id is None and "513 bytes" in str(e) and "512" in str(e)

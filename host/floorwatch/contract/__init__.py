@@ -255,13 +255,20 @@ def _check_telemetry(msg):
 
 
 def _check_alarm(msg):
-    value, limit = msg["value"], msg["limit"]
-    if msg["event"] == "raise" and value < limit:
-        yield ["value"], f"{_show(value)} is below limit {_show(limit)}, so it cannot raise"
-    # A clear needs value < limit - deadband; once both are rounded for the payload they may
-    # meet, so only a value above the limit is certainly wrong.
-    if msg["event"] == "clear" and value > limit:
-        yield ["value"], f"{_show(value)} is above limit {_show(limit)}, so it cannot clear"
+    event = msg["event"]
+    if event in ("realarm", "ack") and msg["level"] != msg["prev"]:
+        yield ["prev"], f"{_show(msg['prev'])} differs from level {_show(msg['level'])}, but a {event} keeps the level"
+    value, limit = msg.get("value"), msg.get("limit")
+    if event not in ("raise", "clear") or value is None or limit is None:
+        return
+    # <sensor>.early is a low limit (seconds left): the comparisons turn round.
+    sign = -1 if msg["metric"].endswith(".early") else 1
+    if event == "raise" and sign * value < sign * limit:
+        yield ["value"], f"{_show(value)} is on the safe side of limit {_show(limit)}, so it cannot raise"
+    # A clear needs value beyond limit - deadband; once both are rounded for the payload they may
+    # meet, so only a value on the alarm side of the limit is certainly wrong.
+    if event == "clear" and sign * value > sign * limit:
+        yield ["value"], f"{_show(value)} is on the alarm side of limit {_show(limit)}, so it cannot clear"
 
 
 _ADDR_DEFAULT = {"adxl345": 83, "mpu6050": 104}
@@ -297,17 +304,21 @@ def _check_config(cfg):
     metrics = set()
     for s in sensors:
         if s["type"] in _ACCEL_TYPES:
-            metrics.update(f"{s['name']}.{m}" for m in ("rms", "pk", "cf"))
+            metrics.update(f"{s['name']}.{m}" for m in ("rms", "pk", "cf", "kurt", "vel"))
         else:
-            metrics.add(s["name"])
+            metrics.update((s["name"], s["name"] + ".rate", s["name"] + ".rise"))
     for metric, limits in cfg.get("thresholds", {}).items():
         if metric not in metrics:
             yield ["thresholds", metric], (
                 f"{_show(metric)} is not a metric of a configured sensor "
-                "(a temperature sensor name, or <accelerometer>.rms, .pk or .cf)")
+                "(a temperature sensor name or its .rate or .rise, or <accelerometer>.rms, .pk, .cf, .kurt or .vel)")
         warn, alarm = limits.get("warn"), limits.get("alarm")
         if warn is not None and alarm is not None and warn > alarm:
             yield ["thresholds", metric, "warn"], f"{_show(warn)} is above alarm {_show(alarm)}"
+        early = limits.get("early_s")
+        if early is not None and ("." in metric or limits.get("relative")):
+            yield ["thresholds", metric, "early_s"], (
+                f"{_show(early)} needs an absolute temperature limit (a temperature sensor's own metric, not relative)")
 
 
 _SEMANTIC = {"telemetry": _check_telemetry, "alarm": _check_alarm, "config": _check_config}
