@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from floorwatch.observer import Observer
+from floorwatch.sim.physics import Machine
 
 FLOORWATCH = str(Path(sys.executable).with_name("floorwatch"))
 
@@ -37,12 +38,42 @@ def test_five_boards_online_in_order_then_offline(broker):
     assert "5 of 5 boards published telemetry" in out
 
 
+@pytest.mark.broker
+def test_overheat_scenario_at_speed_raises_the_bearing_alarms_when_the_physics_says(broker):
+    """Half an hour of simulated overheating in seconds; the alarms come at the right board times."""
+    onset, seed = 60.0, 3
+    truth = Machine.for_scenario(seed * 100003 + 1, "overheat", onset_s=onset)   # board sim-001's machine
+    due = {}
+    for limit, level in ((80, "warning"), (90, "alarm")):
+        due[level] = next(t for t in range(0, 7200) if truth.temperature("bearing", t) >= limit)
+    with Observer(broker.host, broker.port, site="clisc") as obs:
+        result = floorwatch("sim", "--boards", "1", "--broker", broker.url, "--site", "clisc", "--seed", str(seed),
+                            "--scenario", "overheat", "--onset", str(onset), "--speed", "500",
+                            "--duration", str(due["alarm"] + 120), timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert obs.wait_for(lambda o: o.devices.get("sim-001") and o.devices["sim-001"].state == "offline", 10)
+        raised = {e["level"]: e["up"] / 1000 for e in obs.devices["sim-001"].alarm_events
+                  if e.get("metric") == "bearing" and e.get("event") == "raise"}
+        assert obs.violations == []
+    # The node reads every 5 s of board time (DS18B20: 1/16 C steps): each raise comes within a
+    # reading or two of the moment the machine crossed the limit.
+    assert set(raised) == {"warning", "alarm"}, raised
+    for level, t in due.items():
+        assert abs(raised[level] - t) <= 10, (level, raised, due)
+    assert "1 of 1 boards published telemetry" in result.stdout
+
+
 @pytest.mark.parametrize("args, words", [
     (["sim", "--boards", "0"], "--boards"),
     (["sim", "--boards", "many"], "--boards"),
     (["sim", "--broker", "http://example"], "--broker"),
     (["sim", "--duration", "-3"], "--duration"),
     (["sim", "--site", "Not A Site"], "--site"),
+    (["sim", "--scenario", "wobbly"], "--scenario"),
+    (["sim", "--speed", "0.5"], "--speed"),
+    (["sim", "--speed", "1001"], "--speed"),
+    (["sim", "--speed", "fast"], "--speed"),
+    (["sim", "--onset", "-1"], "--onset"),
     (["simulate"], "No such command"),
 ])
 def test_bad_arguments_give_one_line_and_no_traceback(args, words):

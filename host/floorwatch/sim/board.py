@@ -5,11 +5,16 @@ module namespace), while flash, NVS and the attached sensors persist across rese
 board. The fake MicroPython modules reach the hardware only through this object, and call
 `checkpoint()` from every blocking operation so that a power cut, a reset or a watchdog bite takes
 effect promptly wherever the firmware is.
+
+Everything the firmware can time — ticks, sleeps, the RTC, the watchdog, WiFi association, sensor
+conversions and FIFOs — runs on the board's clock (`now()`, `wait(seconds, event)`): RealClock, or
+ScaledClock(speed) to run the board's idle time faster than real time.
 """
 
 import calendar
 import errno
 import json
+import math
 import os
 import random
 import threading
@@ -40,18 +45,67 @@ class ResetBoard(BaseException):
         self.cause = cause
 
 
-class RealClock:
-    """Board time in seconds since power-on, running at wall-clock speed."""
+class ScaledClock:
+    """Board time in seconds since start, where the board's sleeps pass `speed` times faster.
 
-    def __init__(self):
-        self._t0 = time.monotonic()
+    While the firmware sleeps (`wait`), board time runs `speed` times faster than the wall clock: a
+    10 s sleep at speed 100 takes 0.1 s. While the firmware runs — computing, draining a sensor
+    FIFO, waiting on a socket — board time runs at wall-clock speed. So the host's CPU and network
+    look as fast to the firmware as they are: an accelerometer FIFO drained at CPython speed does
+    not overflow, the broker's replies do not seem to take `speed` times longer (no spurious socket
+    timeouts), and a node that idles most of the time (as ours does) runs close to `speed` times
+    faster than real time. A busy host lowers the speed achieved; a saturated one makes the firmware
+    late (time spent waiting for the interpreter lock counts at wall speed), as it would at speed 1.
+    Speed 1 is plain wall-clock time.
+
+    One clock belongs to one board, and only the board's own thread sleeps on it.
+    """
+
+    def __init__(self, speed=1.0):
+        speed = float(speed)
+        if not (speed > 0 and math.isfinite(speed)):
+            raise ValueError("speed must be a number above 0, not %r" % speed)
+        self.speed = speed
+        self._lock = threading.Lock()
+        # (wall0, board0, rate, length): from wall0 on, board time runs at `rate` for `length` board
+        # seconds, then at wall speed. Re-anchored as each wait starts and ends.
+        self._anchor = (time.monotonic(), 0.0, 1.0, math.inf)
 
     def now(self):
-        return time.monotonic() - self._t0
+        with self._lock:
+            return self._board_at(time.monotonic())
+
+    def _board_at(self, wall):
+        wall0, board0, rate, length = self._anchor
+        fast = rate * (wall - wall0)
+        if fast <= length:
+            return board0 + fast
+        return board0 + length + (wall - wall0 - length / rate)
+
+    def _anchor_now(self, rate, length):
+        with self._lock:
+            wall = time.monotonic()
+            self._anchor = (wall, self._board_at(wall), rate, length)
 
     def wait(self, seconds, event):
-        """Sleep up to `seconds`; return early when `event` is set."""
-        event.wait(max(0.0, seconds))
+        """Sleep up to `seconds` of board time; return early when `event` is set.
+
+        Only the sleep itself is sped up: when the host wakes the thread late, the delay counts
+        at wall speed, as it would on a busy board, not `speed` times over.
+        """
+        seconds = max(0.0, seconds)
+        self._anchor_now(self.speed, seconds)
+        try:
+            event.wait(seconds / self.speed)
+        finally:
+            self._anchor_now(1.0, math.inf)
+
+
+class RealClock(ScaledClock):
+    """Board time at wall-clock speed."""
+
+    def __init__(self):
+        super().__init__(1.0)
 
 
 class WifiAccessPoint:
@@ -180,7 +234,9 @@ class Board:
             if self.wdt is not None:
                 timeout, last = self.wdt
                 left = min(left, max(0.0, last + timeout - self.clock.now()) + 0.001)
-            self.clock.wait(min(left, 0.25), self._off)
+            # Wake at least every 0.25 s of wall time to deliver a reset (power cuts set _off). A
+            # test's own clock may have no speed: its waits take no wall time anyway.
+            self.clock.wait(min(left, 0.25 * getattr(self.clock, "speed", 1.0)), self._off)
 
     # --- power -------------------------------------------------------------------------------
     def power_on(self):

@@ -3,6 +3,12 @@
 A board's hardware comes from its board definition (`boards/*.json`): DS18B20 probes on the 1-Wire
 pin, an accelerometer on the I2C pins, the chip's own sensor. The physical signals come from one
 seeded `Machine` per board, so a run with the same seed is the same run.
+
+`mode` is the scenario every board's machine plays: healthy until `onset_s` of board time (10
+simulated minutes by default, time for the node to learn its baseline), then the fault (see
+physics.py). `speed` runs every board's sleeps that many times faster (board.ScaledClock).
+`thresholds` adds to or replaces limits in every board's config, e.g. to put a healthy machine near
+a limit in a test: {"motor.vel": {"warn": 0.9, "alarm": 4.5}}.
 """
 
 import json
@@ -11,11 +17,11 @@ import tempfile
 from pathlib import Path
 
 from .. import boards
-from .board import Board, WifiAccessPoint
+from .board import Board, ScaledClock, WifiAccessPoint
 from .devices.adxl345 import ADXL345
 from .devices.mpu6050 import MPU6050
 from .devices.onewire import DS18B20, make_rom
-from .physics import Machine
+from .physics import ONSET_S, Machine
 
 # Faster than the node's defaults, so a short run shows several readings.
 SIM_INTERVALS = {"temp_s": 5, "vib_s": 10, "diag_s": 30}
@@ -23,6 +29,9 @@ SIM_THRESHOLDS = {
     "bearing": {"warn": 80, "alarm": 90, "deadband": 2},
     "winding": {"warn": 120, "alarm": 140, "deadband": 3},
 }
+# A healthy machine's kurtosis stays near 3; a bearing defect's impacts drive it far up (the
+# delays ride out single impulsive windows). Velocity gets the node's ISO 10816-3 defaults.
+SIM_KURTOSIS = {"warn": 6, "alarm": 9, "deadband": 1, "on_delay_s": 30, "off_delay_s": 60}
 # Where each temperature sensor sits on the machine; unnamed ones read the bearing housing.
 LOCATIONS = ("bearing", "winding", "ambient", "chip")
 
@@ -31,8 +40,8 @@ def device_id(index):
     return "sim-%03d" % (index + 1)
 
 
-def board_config(index, site, host, port, board_def, seed, ap, intervals=None):
-    """The config.json the sim writes onto board `index`'s flash."""
+def board_config(index, site, host, port, board_def, seed, ap, intervals=None, thresholds=None):
+    """The config.json the sim writes onto board `index`'s flash; `thresholds` override per metric."""
     sensors = []
     for number, spec in enumerate(board_def["default_sensors"]):
         spec = dict(spec)
@@ -40,9 +49,11 @@ def board_config(index, site, host, port, board_def, seed, ap, intervals=None):
             spec["rom"] = make_rom(seed * 16 + number).hex()
         sensors.append(spec)
     accel = [s["name"] for s in sensors if s["type"] in ("adxl345", "mpu6050")]
-    thresholds = {k: v for k, v in SIM_THRESHOLDS.items() if any(s["name"] == k for s in sensors)}
+    limits = {k: dict(v) for k, v in SIM_THRESHOLDS.items() if any(s["name"] == k for s in sensors)}
     for name in accel:
-        thresholds[name + ".rms"] = {"warn": 0.5, "alarm": 1.0, "deadband": 0.05}
+        limits[name + ".rms"] = {"warn": 0.5, "alarm": 1.0, "deadband": 0.05}
+        limits[name + ".kurt"] = dict(SIM_KURTOSIS)
+    limits.update(thresholds or {})
     return {
         "device_id": device_id(index),
         "site": site,
@@ -50,7 +61,7 @@ def board_config(index, site, host, port, board_def, seed, ap, intervals=None):
         "broker": {"host": host, "port": port, "user": None, "password": None, "tls": False, "keepalive_s": 15},
         "sensors": sensors,
         "intervals": dict(intervals or SIM_INTERVALS),
-        "thresholds": thresholds,
+        "thresholds": limits,
     }
 
 
@@ -73,7 +84,7 @@ def wire(board, config, machine):
 
 class Fleet:
     def __init__(self, count, host, port, site="sim", seed=0, board_name="esp32-devkitc",
-                 workdir=None, mode="normal", intervals=None):
+                 workdir=None, mode="normal", intervals=None, speed=1.0, thresholds=None, onset_s=ONSET_S):
         self.board_def = boards.load(board_name)
         self._tmp = None if workdir else tempfile.mkdtemp(prefix="floorwatch-sim-")
         self.workdir = Path(workdir or self._tmp)
@@ -82,14 +93,19 @@ class Fleet:
         for index in range(count):
             board_seed = seed * 100003 + index + 1
             ap = WifiAccessPoint("floorwatch-sim", "sim-wifi-%d" % board_seed)
+            clock = ScaledClock(speed)
+            machine = Machine.for_scenario(board_seed, mode, onset_s, clock=clock.now)
             board = Board(device_id(index), seed=board_seed, flash_dir=self.workdir / device_id(index),
-                          chip=self.board_def["chip"], ap=ap)
-            config = board_config(index, site, host, port, self.board_def, board_seed, ap, intervals)
+                          chip=self.board_def["chip"], ap=ap, clock=clock)
+            config = board_config(index, site, host, port, self.board_def, board_seed, ap, intervals, thresholds)
             (board.flash_dir / "config.json").write_text(json.dumps(config, indent=1))
-            machine = Machine(board_seed, mode=mode, clock=board.clock.now)
             wire(board, config, machine)
             self.boards.append(board)
             self.machines.append(machine)
+
+    def board_time(self):
+        """Simulated seconds that every board has lived through (the slowest board's clock)."""
+        return min(board.clock.now() for board in self.boards)
 
     def start(self):
         for board in self.boards:

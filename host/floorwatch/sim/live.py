@@ -1,4 +1,9 @@
-"""`floorwatch sim`: run simulated boards against a broker and show them in a live table."""
+"""`floorwatch sim`: run simulated boards against a broker and show them in a live table.
+
+Times shown and `duration` are simulated (board) seconds: with `speed` above 1 the boards' sleeps
+pass faster than the wall clock (see board.ScaledClock), so an hour of a scenario can be watched in
+a minute or so.
+"""
 
 import contextlib
 import signal
@@ -15,34 +20,66 @@ from .fleet import Fleet
 
 _STATE_STYLE = {"online": "green", "offline": "red"}
 _HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "fault": "red"}
+_ZONE_STYLE = {"A": "green", "B": "green", "C": "yellow", "D": "red"}
 
 
-def table(observer, fleet, elapsed, duration):
+def clock_text(seconds):
+    """H:MM:SS for a duration in seconds."""
+    seconds = int(seconds)
+    return "%d:%02d:%02d" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+def _largest(values):
+    values = [v for v in values or () if v is not None]
+    return max(values) if values else None
+
+
+def _vibration(view):
+    """(rms g, velocity mm/s with its zone, kurtosis) cells: the largest axis of each accelerometer."""
+    rms, vel, kurt = [], [], []
+    for name in sorted(view.vib):
+        feats = view.vib[name]
+        zone = feats.get("zone")
+        for cells, key, text in ((rms, "rms", "%.3f"), (vel, "vel", "%.2f"), (kurt, "kurt", "%.1f")):
+            value = _largest(feats.get(key))
+            if value is not None:
+                cells.append(text % value)
+                if key == "vel" and zone:
+                    cells[-1] += " [%s]%s[/]" % (_ZONE_STYLE.get(zone, "dim"), zone)
+    return " ".join(rms) or "-", " ".join(vel) or "-", " ".join(kurt) or "-"
+
+
+def table(observer, fleet, sim_s, duration, scenario="normal", speed=1.0, wall_s=None):
     views = {view.device_id: view for view in observer.snapshot()}
     temp_names = sorted({name for view in views.values() for name in view.temps})
-    limit = "%.0f s" % duration if duration else "Ctrl-C to stop"
-    grid = Table(title="floorwatch sim — %d boards — %.0f s (%s)" % (len(fleet.boards), elapsed, limit),
-                 caption="temperatures in °C; vibration: largest axis RMS in g")
+    title = "floorwatch sim — %d boards — %s — %s simulated" % (len(fleet.boards), scenario, clock_text(sim_s))
+    title += " of %s" % clock_text(duration) if duration else " (Ctrl-C to stop)"
+    if speed != 1 and wall_s:
+        # A saturated host runs the boards slower than asked: show what it achieves.
+        title += " — speed %g (x%.0f achieved in %.0f s)" % (speed, sim_s / wall_s, wall_s)
+    grid = Table(title=title, caption="temperatures in °C; vibration, largest axis: RMS in g, velocity in "
+                                      "mm/s with its ISO 10816-3 zone, kurtosis")
     grid.add_column("device", no_wrap=True)
     grid.add_column("state", no_wrap=True)
     for name in temp_names:
         grid.add_column(name, justify="right", no_wrap=True)
-    grid.add_column("vib", justify="right", no_wrap=True)
+    grid.add_column("rms", justify="right", no_wrap=True)
+    grid.add_column("vel", justify="right", no_wrap=True)
+    grid.add_column("kurt", justify="right", no_wrap=True)
     grid.add_column("alarms", min_width=6)
     grid.add_column("health", no_wrap=True)
     grid.add_column("records", justify="right", no_wrap=True)
     for board in fleet.boards:
         view = views.get(board.device_id)
         if view is None:
-            grid.add_row(board.device_id, "[dim]booting[/]", *[""] * (len(temp_names) + 4))
+            grid.add_row(board.device_id, "[dim]booting[/]", *[""] * (len(temp_names) + 6))
             continue
         temps = ["%.1f" % view.temps[name] if name in view.temps else "-" for name in temp_names]
-        vib = " ".join("%.3f" % v for _, v in sorted(view.vib_rms.items())) or "-"
         alarms = ", ".join("%s:%s" % item for item in sorted(view.alarms.items())) or "-"
         grid.add_row(
             board.device_id,
             "[%s]%s[/]" % (_STATE_STYLE.get(view.state, "dim"), view.state),
-            *temps, vib, alarms,
+            *temps, *_vibration(view), alarms,
             "[%s]%s[/]" % (_HEALTH_STYLE.get(view.health, "dim"), view.health or "?"),
             str(len(view.records)),
         )
@@ -52,8 +89,11 @@ def table(observer, fleet, elapsed, duration):
     return grid
 
 
-def run(boards, broker_url, duration, seed, site, console=None):
-    """Run the simulation; returns the observer's final views (for the summary and tests)."""
+def run(boards, broker_url, duration, seed, site, console=None, scenario="normal", speed=1.0, onset_s=None):
+    """Run the simulation for `duration` simulated seconds (0: until Ctrl-C).
+
+    Returns the observer's final views (for the summary and tests).
+    """
     console = console or Console()
     with contextlib.ExitStack() as cleanup:
         if broker_url is None:
@@ -67,21 +107,26 @@ def run(boards, broker_url, duration, seed, site, console=None):
         except (OSError, TimeoutError) as exc:
             raise BrokerError("cannot reach the broker at %s:%d (%s)" % (host, port, exc)) from None
         cleanup.callback(observer.stop)
-        fleet = cleanup.enter_context(Fleet(boards, host, port, site=site, seed=seed))
+        extra = {} if onset_s is None else {"onset_s": onset_s}
+        fleet = cleanup.enter_context(Fleet(boards, host, port, site=site, seed=seed, mode=scenario,
+                                            speed=speed, **extra))
         stop = threading.Event()
         previous = signal.signal(signal.SIGINT, lambda *a: stop.set())
         cleanup.callback(signal.signal, signal.SIGINT, previous)
         started = time.monotonic()
-        with Live(table(observer, fleet, 0, duration), console=console, refresh_per_second=2) as live:
+
+        def view():
+            return table(observer, fleet, fleet.board_time(), duration, scenario, speed, time.monotonic() - started)
+
+        with Live(view(), console=console, refresh_per_second=2) as live:
             while not stop.is_set():
-                elapsed = time.monotonic() - started
-                if duration and elapsed >= duration:
+                if duration and fleet.board_time() >= duration:
                     break
-                live.update(table(observer, fleet, elapsed, duration))
-                stop.wait(0.5)
+                live.update(view())
+                stop.wait(0.5 if speed == 1 else 0.1)
             fleet.stop()  # power cut: the broker publishes each board's Last Will
             ids = [b.device_id for b in fleet.boards]
             observer.wait_for(lambda o: all(o.devices.get(i) and o.devices[i].state == "offline" for i in ids), 10)
-            live.update(table(observer, fleet, time.monotonic() - started, duration))
+            live.update(view())
         console.print()
         return observer.snapshot()

@@ -4,15 +4,26 @@
 the seed, the mode history and the time asked about, so a simulated fleet is reproducible and
 the order in which sensors are read does not change the values.
 
-Vibration (g, per axis, +1 g of gravity on z): running-speed harmonics 1x/2x/3x sized to give an
-ISO 10816-3 zone A/B-ish velocity (about 1-2 mm/s RMS), a little broadband noise, and the faults:
-- "imbalance": the 1x component grows (about five-fold over a few minutes) -> RMS and velocity rise;
-- "bearing": short decaying impacts at the outer-race defect frequency (BPFO, ~3.6x running speed)
-  while the other components shrink a little: crest factor and kurtosis rise, RMS stays roughly steady.
-Temperature (degC) for "bearing", "winding", "ambient" and "chip": ambient plus load heating through
-a first-order lag (time constants of tens of minutes); "overheat" moves the targets of bearing and
-winding up so they climb through typical alarm limits (80-100 C) over tens of minutes. Mode changes
-happen at a point in time and temperatures stay continuous across them.
+Vibration (g, per axis, +1 g of gravity on z): running-speed harmonics 1x/2x/3x sized to give a
+broadband (10-1000 Hz) velocity of about 0.8-1.1 mm/s RMS on the largest axis (x) — ISO 10816-3
+zone A for a group 2 machine on a rigid foundation (A <= 1.4 mm/s) — and a little broadband noise.
+Temperatures (degC) for "bearing", "winding", "ambient" and "chip": ambient plus load heating through
+a first-order lag (time constants of tens of minutes). The faults, each growing from the moment
+its mode is set (`set_mode(mode, t)`; a mode given to the constructor has been there forever):
+- "imbalance": the 1x component grows as 1 - exp(-t / 45 min) until the largest axis's velocity
+  reaches a seeded 3.5-3.9 mm/s: from about 0.9 mm/s (zone A) into zone C (2.8) 45-60 minutes
+  after the onset, 3.3-3.6 mm/s after two hours, never zone D (4.5);
+- "bearing": short decaying impacts (a 700 Hz structural ring-down of 0.8 ms) at the outer-race
+  defect frequency (BPFO, 3.58x running speed), growing as 1 - exp(-t / 10 min). The other
+  components shrink so that each axis's mean-square acceleration stays what it was: kurtosis
+  (about 12) and crest factor (about 7) rise well above 5 while RMS stays steady, and the velocity
+  falls a little (the impacts carry little velocity);
+- "overheat": the bearing approaches ambient + 90 K (about 114 C, far above the usual 80/90 C
+  limits) with its 25-minute time constant, passing 80 C about 18 minutes and 90 C about 27
+  minutes after the onset, whatever the seed; the winding warms to about 110 C (below 125 C, where
+  a DS18B20 stops). Temperatures stay continuous across mode changes.
+`Machine.for_scenario(seed, mode)` is what the simulated fleet uses: a healthy machine whose fault
+starts ONSET_S (10 minutes) after power-on, once the node has learnt its baseline.
 
 Noise comes from one shared table of Gaussian numbers indexed by a hash of the sample instant, which
 keeps a 512-sample window at about a millisecond of pure Python.
@@ -24,6 +35,7 @@ import random
 
 MODES = ("normal", "imbalance", "bearing", "overheat")
 LOCATIONS = ("bearing", "winding", "ambient", "chip")
+ONSET_S = 600.0                 # scenario faults start 10 simulated minutes after power-on
 
 G = 9.80665
 TWO_PI = 2.0 * math.pi
@@ -34,19 +46,24 @@ _rng = random.Random(0x5EED)
 _NOISE = [_rng.gauss(0.0, 1.0) for _ in range(1 << _TABLE_BITS)]
 del _rng
 
-# Thermal model per location: (time constant s, normal rise K, overheat rise K, noise degC)
+# Thermal model per location: (time constant s, normal rise K, overheat rise K, noise degC).
+# Normal rises vary by machine (+-15 %); overheat rises do not, so every overheat run crosses the
+# limits at about the same time.
 _THERMAL = {
-    "bearing": (25 * 60.0, 20.0, 100.0, 0.04),
-    "winding": (20 * 60.0, 35.0, 140.0, 0.05),
+    "bearing": (25 * 60.0, 20.0, 90.0, 0.04),
+    "winding": (20 * 60.0, 35.0, 85.0, 0.05),
     "chip": (3 * 60.0, 14.0, 14.0, 0.10),
     "ambient": (None, 0.0, 0.0, 0.03),
 }
-_IMBALANCE_TAU_S = 120.0
-_IMBALANCE_GAIN = 4.0           # 1x grows to 1 + 4 = 5 times its normal size
-_BEARING_TAU_S = 30.0
+_IMBALANCE_TAU_S = 45 * 60.0
+_IMBALANCE_V_MM_S = (3.5, 3.9)  # largest-axis velocity once the imbalance has fully grown
+_BEARING_TAU_S = 10 * 60.0
+_BEARING_SHARE = 0.6            # share of the y axis's mean square that the impacts take over
 _BPFO_ORDER = 3.58
-_IMPACT_TAU_S = 0.0004          # decay of the structural ring-down excited by one impact
-_RING_HZ = 1100.0
+_IMPACT_TAU_S = 0.0008          # decay of the structural ring-down excited by one impact
+_IMPACT_SIZE_SD = 0.25          # impact sizes vary by this fraction (Gaussian)
+_IMPACT_AXIS = (0.7, 1.0, 0.45)
+_RING_HZ = 700.0                # resolved at 1600 Hz too; too high to add much velocity
 
 
 def _mix(a, b):
@@ -80,13 +97,21 @@ class Machine:
         self.f1 = self.rpm / 60.0
         self._salt = rng.getrandbits(32)
         # Harmonic velocities (mm/s RMS) -> acceleration amplitudes (g peak), per axis gains.
-        v = (rng.uniform(1.0, 1.6), rng.uniform(0.4, 0.8), rng.uniform(0.15, 0.35))
+        v = (rng.uniform(0.72, 0.88), rng.uniform(0.30, 0.45), rng.uniform(0.10, 0.20))
         self._h_amp = [peak_g_for_velocity(v[h], (h + 1) * self.f1) for h in range(3)]
         self._axis_gain = ((1.0, 1.0, 1.0), (0.75, 0.8, 0.9), (0.45, 0.9, 0.7))  # [axis][harmonic]
         self._phase = [[rng.uniform(0, TWO_PI) for _ in range(3)] for _ in range(3)]
         self._noise_g = rng.uniform(0.006, 0.010)
         self._tilt = (rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03))
-        self._impact_g = rng.uniform(0.18, 0.24)
+        # Imbalance: the 1x factor at which the x axis (the largest) reaches the target velocity.
+        target = rng.uniform(*_IMBALANCE_V_MM_S)
+        self._imb_gain = math.sqrt(target ** 2 - v[1] ** 2 - v[2] ** 2) / v[0] - 1.0
+        # Bearing: mean square of the healthy signal per axis, and of an impact train of unit size
+        # (a ring-down a*exp(-t/tau)*cos(w t) has energy a^2 tau / 4 per impact).
+        self._healthy_ms = [sum((self._h_amp[h] * self._axis_gain[ax][h]) ** 2 / 2 for h in range(3))
+                            + self._noise_g ** 2 for ax in range(3)]
+        self._impact_ms = _IMPACT_TAU_S / 4 * _BPFO_ORDER * self.f1 * (1 + _IMPACT_SIZE_SD ** 2)
+        self._impact_g = math.sqrt(_BEARING_SHARE * self._healthy_ms[1] / self._impact_ms)
         # Machines are already partly warm when the simulation starts.
         self._warm_s = rng.uniform(20, 120) * 60.0
         self._rise_scale = rng.uniform(0.85, 1.15)
@@ -96,6 +121,16 @@ class Machine:
         # The first covers all time before any change; its lag starts from t = 0.
         self._segments = [(float("-inf"), mode, start, 0.0)]
         self._seg_times = [float("-inf")]
+
+    @classmethod
+    def for_scenario(cls, seed, scenario, onset_s=ONSET_S, **kwargs):
+        """A healthy machine whose `scenario` fault (a mode) starts at board time onset_s."""
+        if scenario not in MODES:
+            raise ValueError("unknown scenario %r (one of %s)" % (scenario, ", ".join(MODES)))
+        machine = cls(seed, **kwargs)
+        if scenario != "normal":
+            machine.set_mode(scenario, t=onset_s)
+        return machine
 
     # ----- modes -----
     @property
@@ -140,9 +175,9 @@ class Machine:
 
     def _target_rise(self, loc, mode):
         _, normal, overheat, _ = _THERMAL[loc]
-        rise = overheat if mode == "overheat" else normal
-        if mode == "imbalance" and loc == "bearing":
-            rise += 5.0
+        if mode == "overheat":
+            return overheat
+        rise = normal + (5.0 if mode == "imbalance" and loc == "bearing" else 0.0)
         return rise * self._rise_scale if loc != "chip" else rise
 
     def _steady_start(self, loc):
@@ -176,16 +211,18 @@ class Machine:
         dt = 1.0 / rate
         t_mid = t0 + 0.5 * n * dt
         self._t_seen = max(self._t_seen, t0 + n * dt)
-        imb = _IMBALANCE_GAIN * self._fault_level("imbalance", t_mid)
+        imb = self._imb_gain * self._fault_level("imbalance", t_mid)
         brg = self._fault_level("bearing", t_mid)
-        shrink = 1.0 - 0.15 * brg          # keeps RMS roughly steady as impacts grow
+        # The impacts take over part of each axis's mean square: the rest shrinks to keep RMS steady.
+        shrink = [math.sqrt(max(0.0, 1.0 - (_IMPACT_AXIS[ax] * self._impact_g * brg) ** 2
+                                * self._impact_ms / self._healthy_ms[ax])) for ax in range(3)]
 
         # Per axis: coefficients of sin/cos of h*theta (sum of a*sin(h*theta + phi)).
         coef = []
         for ax in range(3):
             row = []
             for h in range(3):
-                a = self._h_amp[h] * self._axis_gain[ax][h] * shrink
+                a = self._h_amp[h] * self._axis_gain[ax][h] * shrink[ax]
                 if h == 0:
                     a *= 1.0 + imb
                 ph = self._phase[ax][h]
@@ -194,7 +231,7 @@ class Machine:
         (s1x, c1x), (s2x, c2x), (s3x, c3x) = coef[0]
         (s1y, c1y), (s2y, c2y), (s3y, c3y) = coef[1]
         (s1z, c1z), (s2z, c2z), (s3z, c3z) = coef[2]
-        nz = self._noise_g * shrink
+        nx, ny, nz = (self._noise_g * k for k in shrink)
         ox, oy = self._tilt
         oz = 1.0
 
@@ -220,9 +257,9 @@ class Machine:
             s3 = s * (3.0 - 4.0 * s * s)
             c3 = c * (4.0 * c * c - 3.0)
             xs[k] = ox + s1x * s + c1x * c + s2x * s2 + c2x * c2 + s3x * s3 + c3x * c3 \
-                + nz * table[ix]
+                + nx * table[ix]
             ys[k] = oy + s1y * s + c1y * c + s2y * s2 + c2y * c2 + s3y * s3 + c3y * c3 \
-                + nz * table[(ix + 21845) & mask]
+                + ny * table[(ix + 21845) & mask]
             zs[k] = oz + s1z * s + c1z * c + s2z * s2 + c2z * c2 + s3z * s3 + c3z * c3 \
                 + nz * table[(ix + 43690) & mask]
             ix = (ix + stride) & mask
@@ -238,6 +275,7 @@ class Machine:
         amp = self._impact_g * level
         w = TWO_PI * _RING_HZ
         span = 10.0 * _IMPACT_TAU_S
+        gx, gy, gz = _IMPACT_AXIS
         n = len(xs)
         t_end = t0 + n * dt
         m = int(math.floor(t0 / period)) - 1
@@ -247,15 +285,15 @@ class Machine:
             t_imp = (m + 0.08 * jit) * period
             if t_imp > t_end:
                 break
-            size = amp * (1.0 + 0.25 * _NOISE[_mix(salt + 1, m)])
+            size = amp * (1.0 + _IMPACT_SIZE_SD * _NOISE[_mix(salt + 1, m)])
             k = max(0, int(math.ceil((t_imp - t0) / dt)))
             while k < n:
                 age = t0 + k * dt - t_imp
                 if age > span:
                     break
                 v = size * math.exp(-age / _IMPACT_TAU_S) * math.cos(w * age)
-                xs[k] += 0.7 * v
-                ys[k] += v
-                zs[k] += 0.45 * v
+                xs[k] += gx * v
+                ys[k] += gy * v
+                zs[k] += gz * v
                 k += 1
             m += 1

@@ -7,6 +7,11 @@ Differences from CPython that the firmware (and umqtt.simple) rely on, reproduce
 - `write(buf, n)` writes the first n bytes of buf, and accepts a str.
 While the board's WiFi link is down nothing gets through: operations fail as the ESP32's lwIP would,
 and the broker only notices through its keepalive timer, as with a real outage.
+
+Timeouts are in board seconds, and board time runs at wall-clock speed while the firmware waits on a
+socket (see board.ScaledClock): at any --speed, a 10 s timeout is 10 s of real network time. The
+host sockets send without Nagle's delay, so umqtt's several small writes per packet do not cost a
+round trip each: waiting on the network is time the simulation cannot speed up.
 """
 
 import errno
@@ -36,6 +41,7 @@ def module(board):
     class Socket:
         def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=IPPROTO_TCP):
             self._sock = _host.socket(_host.AF_INET, _host.SOCK_STREAM)
+            self._sock.setsockopt(_host.IPPROTO_TCP, _host.TCP_NODELAY, 1)  # see the module docstring
             self._timeout = None  # None = blocking forever, 0 = non-blocking
             board.sockets.add(self)
 
