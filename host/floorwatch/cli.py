@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .broker import BrokerError, parse_broker_url
+from .sim.physics import MODES
 
 SITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -42,16 +43,27 @@ def cli():
 @click.option("--broker", "broker_url", callback=_broker, metavar="mqtt://HOST:PORT",
               help="Broker to publish to; without it a private mosquitto is started on a free loopback port.")
 @click.option("--duration", default=0.0, type=click.FloatRange(0, None), metavar="SECONDS",
-              help="Stop after this long (0: run until Ctrl-C).")
+              help="Stop after this much simulated time (0: run until Ctrl-C).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, None), help="Seed for reproducible signals.")
 @click.option("--site", default="sim", show_default=True, callback=_site, help="Site name in the topics.")
-def sim(boards, broker_url, duration, seed, site):
+@click.option("--scenario", default="normal", show_default=True, type=click.Choice(MODES),
+              help="What every board's machine does: stay healthy, or develop that fault after --onset.")
+@click.option("--onset", default=600.0, show_default=True, type=click.FloatRange(0, None), metavar="SECONDS",
+              help="Simulated seconds from power-on until the scenario's fault starts.")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(1, 1000), metavar="X",
+              help="Run the boards' idle time X times faster than real time (1-1000).")
+def sim(boards, broker_url, duration, seed, site, scenario, onset, speed):
     """Run simulated boards (the real firmware on CPython) with a live table."""
     from .sim import live
 
-    views = live.run(boards, broker_url, duration, seed, site)
+    views = live.run(boards, broker_url, duration, seed, site, scenario=scenario, speed=speed, onset_s=onset)
     online = sum(1 for v in views if v.records)
     click.echo("%d of %d boards published telemetry; %d records in all" % (online, boards, sum(len(v.records) for v in views)))
+
+
+from .analyze import command as _analyze  # noqa: E402 (registered after the group exists)
+
+cli.add_command(_analyze)
 
 
 def main(argv=None):
