@@ -5,13 +5,17 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 SIM_ARGS ?=
 
-.PHONY: test sim venv mosquitto clean distclean
+.PHONY: test sim bench venv mosquitto clean distclean
 
 test: venv mosquitto
 	$(BIN)/pytest -q
 
 sim: venv mosquitto
 	$(BIN)/floorwatch sim --boards 3 $(SIM_ARGS)
+
+# Measurements, not tests: each script prints its figures and writes JSON to bench/results/.
+bench: venv
+	$(BIN)/python bench/vibration.py
 
 venv: $(VENV)/.stamp
 

@@ -23,7 +23,7 @@ def test_the_node_accepts_the_sim_config(tmp_path, node_config):
     for raw in configs(fleet):
         cfg = node_config.validate(raw)
         assert cfg["thresholds"]["bearing"]["alarm"] == 90
-        assert cfg["thresholds"]["motor.kurt"]["warn"] == 6
+        assert cfg["thresholds"]["motor.kurt"]["warn"] == 2.0 and cfg["thresholds"]["motor.kurt"]["relative"]
         assert "motor.vel" in cfg["thresholds"]     # the node's own ISO 10816-3 defaults
 
 
@@ -34,7 +34,7 @@ def test_thresholds_add_and_replace_limits_on_every_board(tmp_path, node_config)
     for raw in configs(fleet):
         assert raw["thresholds"]["motor.vel"] == near["motor.vel"]
         assert raw["thresholds"]["bearing"] == near["bearing"]
-        assert raw["thresholds"]["winding"]["alarm"] == 140      # the others stay
+        assert raw["thresholds"]["winding"]["alarm"] == 120      # the others stay
         cfg = node_config.validate(raw)
         assert cfg["thresholds"]["motor.vel"]["warn"] == 0.9
         assert cfg["thresholds"]["bearing"]["early_s"] == 600
