@@ -1,6 +1,7 @@
 """Cases for node.alarms; MicroPython subset (run on CPython and in the VM)."""
 from node import alarms
 from node.alarms import ALARM, OK, WARNING, Alarms, Limit
+from caselib import lcg_noise
 
 
 def _run(lim, steps):
@@ -24,15 +25,6 @@ def _feed(lim, values, t0=0, dt=1):
         t += dt
     return out
 
-
-def _noise(n, amp, seed=1):
-    """n deterministic values in [-amp, amp) from a small LCG (MicroPython's random differs)."""
-    out = []
-    x = seed
-    for _ in range(n):
-        x = (x * 75 + 74) % 65537
-        out.append((x / 65537 * 2 - 1) * amp)
-    return out
 
 
 def test_levels():
@@ -132,7 +124,7 @@ def test_failed_reads_change_nothing():
 
 def test_noisy_signal_below_a_limit_does_not_chatter():
     # 10 minutes at 1 Hz of 79 +- 2 around a warn limit of 80: a quarter of the readings reach it
-    values = [79 + n for n in _noise(600, 2.0)]
+    values = [79 + n for n in lcg_noise(600, 2.0)]
     reached = len([v for v in values if v >= 80])
     assert 100 < reached < 200, reached
     bare = _feed(Limit(80, 90), values)
@@ -146,7 +138,7 @@ def test_noisy_signal_below_a_limit_does_not_chatter():
 
 def test_noisy_signal_at_a_limit_raises_once():
     # 80 +- 1.5: at the limit half the time; deadband 2 and a 3 s on-delay give one raise
-    noise = _noise(600, 1.5, seed=7)
+    noise = lcg_noise(600, 1.5, seed=7)
     lim = Limit(80, 90, 2, on_delay_ms=3000, off_delay_ms=10000)
     got = _feed(lim, [80 + n for n in noise])
     assert len(got) == 1 and got[0][1] == ("raise", WARNING, OK, 80), got

@@ -2,18 +2,10 @@
 import math
 
 from node.trend import Trend
+from caselib import lcg_noise
 
 DAY_MS = 86400000
 
-
-def _noise(n, amp, seed=3):
-    """n deterministic values in [-amp, amp) from a small LCG (MicroPython's random differs)."""
-    out = []
-    x = seed
-    for _ in range(n):
-        x = (x * 75 + 74) % 65537
-        out.append((x / 65537 * 2 - 1) * amp)
-    return out
 
 
 def _ramp(tr, t0_ms, v0, per_min, n, dt_s=10):
@@ -55,7 +47,7 @@ def test_unknown_until_three_readings_over_a_quarter_window():
 
 def test_a_flat_noisy_signal_has_no_trend():
     tr = Trend(600)
-    noise = _noise(200, 0.3)
+    noise = lcg_noise(200, 0.3, seed=3)
     rates = []
     for k in range(200):
         tr.add(k * 10000, 60 + noise[k])

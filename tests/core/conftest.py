@@ -54,7 +54,7 @@ def list_cases():
 
 
 def _ours(name):
-    return name in ("node", "micropython") or name.startswith(("node.", "cases_"))
+    return name in ("node", "micropython") or name == "caselib" or name.startswith(("node.", "cases_"))
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,8 @@ print("DONE")
 
 def run_case_file(module, files=None, cases_dir=CASES_DIR):
     """(results {name: None or failure text}, VMResult) for one cases_*.py in the VM."""
-    mounts = {"firmware/node": FIRMWARE / "node", "cases/%s.py" % module: cases_dir / (module + ".py")}
+    mounts = {"firmware/node": FIRMWARE / "node", "cases/%s.py" % module: cases_dir / (module + ".py"),
+              "cases/caselib.py": CASES_DIR / "caselib.py"}
     for name, text in (files or {}).items():
         mounts["data/" + name] = text
     res = run_in_vm("MODULE = %r\n" % module + _DRIVER, mounts=mounts, fuel=FUEL,

@@ -1,0 +1,11 @@
+"""Helpers shared by the case files; the MicroPython subset, like them (mounted into the VM too)."""
+
+
+def lcg_noise(n, amp, seed=1):
+    """n deterministic values in [-amp, amp) from a small LCG (MicroPython's random differs)."""
+    out = []
+    x = seed
+    for _ in range(n):
+        x = (x * 75 + 74) % 65537
+        out.append((x / 65537 * 2 - 1) * amp)
+    return out
