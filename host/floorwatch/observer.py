@@ -67,8 +67,7 @@ class Observer:
     def publish_command(self, site, device_id, cmd, cmd_id=None, **args):
         cmd_id = cmd_id or uuid.uuid4().hex[:12]
         body = {"id": cmd_id, "cmd": cmd}
-        if args:
-            body["args"] = args
+        body.update(args)  # arguments sit beside id and cmd (docs/contract.md)
         self.client.publish("floorwatch/%s/%s/cmd" % (site, device_id), json.dumps(body), qos=1)
         return cmd_id
 

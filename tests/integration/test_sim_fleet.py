@@ -162,3 +162,35 @@ def test_limit_crossings_raise_and_clear_alarms_once_each(broker, fleet_of):
         events = [(e["event"], e["level"]) for e in obs.devices["sim-001"].alarm_events if e.get("metric") == "bearing"]
         assert events == [("raise", "alarm"), ("clear", "ok")]
         assert obs.violations == []
+
+
+def test_latched_alarm_is_acknowledged_by_command_and_its_state_is_retained(broker, fleet_of):
+    fleet = fleet_of(1, "itest-h", thresholds={"bearing": {"warn": 80, "alarm": 90, "deadband": 2, "latch": True}})
+    board = fleet.boards[0]
+    config = json.loads((board.flash_dir / "config.json").read_text())
+    probe = next(s for s in config["sensors"] if s["name"] == "bearing")
+    heat = {"c": 95.0}
+    board.onewire_bus(probe["pin"]).device(bytes.fromhex(probe["rom"])).temperature = lambda t: heat["c"]
+    with Observer(broker.host, broker.port, site="itest-h") as obs:
+        fleet.start()
+        assert obs.wait_for(lambda o: "sim-001" in o.devices and o.devices["sim-001"].alarms.get("bearing") == "alarm", 20)
+        heat["c"] = 60.0  # the condition goes, but the alarm is latched
+        seen = len(obs.devices["sim-001"].records)
+        assert obs.wait_for(lambda o: len(o.devices["sim-001"].records) >= seen + 3, 15)
+        assert obs.devices["sim-001"].alarms.get("bearing") == "alarm"
+        unknown = obs.publish_command("itest-h", "sim-001", "ack-alarm", metric="pump")
+        ack = obs.publish_command("itest-h", "sim-001", "ack-alarm", metric="bearing")
+        assert obs.wait_for(lambda o: {unknown, ack} <= set(o.acks), 15)
+        assert obs.acks[unknown]["ok"] is False and "pump" in obs.acks[unknown]["error"]
+        assert obs.acks[ack]["result"] == {"acked": ["bearing"]}
+        assert obs.wait_for(lambda o: "bearing" not in o.devices["sim-001"].alarms, 15)
+        events = [e["event"] for e in obs.devices["sim-001"].alarm_events if e.get("metric") == "bearing"]
+        assert events == ["raise", "ack", "clear"]
+        rebase = obs.publish_command("itest-h", "sim-001", "rebaseline", sensor="motor")
+        assert obs.wait_for(lambda o: rebase in o.acks, 15)
+        assert obs.acks[rebase]["result"]["metrics"] == ["motor.cf", "motor.kurt", "motor.pk", "motor.rms", "motor.vel"]
+        assert obs.violations == []
+    with Observer(broker.host, broker.port, site="itest-h") as late:  # joins after it all happened
+        assert late.wait_for(lambda o: "sim-001" in o.devices and o.devices["sim-001"].alarm_events, 10)
+        retained = late.devices["sim-001"].alarm_events[-1]
+        assert retained["active"] == {} and retained["metric"] == "bearing" and retained["event"] == "clear"
