@@ -23,6 +23,15 @@ def contiguous(records):
     return True
 
 
+def heat_bearing(board, celsius):
+    """Put the board's bearing probe under the test's control: returns {"c": its temperature}."""
+    config = json.loads((board.flash_dir / "config.json").read_text())
+    probe = next(s for s in config["sensors"] if s["name"] == "bearing")
+    heat = {"c": celsius}
+    board.onewire_bus(probe["pin"]).device(bytes.fromhex(probe["rom"])).temperature = lambda t: heat["c"]
+    return heat
+
+
 @pytest.fixture
 def fleet_of(broker, tmp_path):
     made = []
@@ -143,11 +152,7 @@ def test_node_reconnects_after_a_broker_restart(fresh_broker, tmp_path):
 
 def test_limit_crossings_raise_and_clear_alarms_once_each(broker, fleet_of):
     fleet = fleet_of(1, "itest-g")
-    board = fleet.boards[0]
-    config = json.loads((board.flash_dir / "config.json").read_text())
-    probe = next(s for s in config["sensors"] if s["name"] == "bearing")
-    heat = {"c": 60.0}
-    board.onewire_bus(probe["pin"]).device(bytes.fromhex(probe["rom"])).temperature = lambda t: heat["c"]
+    heat = heat_bearing(fleet.boards[0], 60.0)
     with Observer(broker.host, broker.port, site="itest-g") as obs:
         fleet.start()  # limits: warn 80, alarm 90, deadband 2
         assert obs.wait_for(lambda o: "sim-001" in o.devices and o.devices["sim-001"].temps.get("bearing") == 60.0, 20)
@@ -166,11 +171,7 @@ def test_limit_crossings_raise_and_clear_alarms_once_each(broker, fleet_of):
 
 def test_latched_alarm_is_acknowledged_by_command_and_its_state_is_retained(broker, fleet_of):
     fleet = fleet_of(1, "itest-h", thresholds={"bearing": {"warn": 80, "alarm": 90, "deadband": 2, "latch": True}})
-    board = fleet.boards[0]
-    config = json.loads((board.flash_dir / "config.json").read_text())
-    probe = next(s for s in config["sensors"] if s["name"] == "bearing")
-    heat = {"c": 95.0}
-    board.onewire_bus(probe["pin"]).device(bytes.fromhex(probe["rom"])).temperature = lambda t: heat["c"]
+    heat = heat_bearing(fleet.boards[0], 95.0)
     with Observer(broker.host, broker.port, site="itest-h") as obs:
         fleet.start()
         assert obs.wait_for(lambda o: "sim-001" in o.devices and o.devices["sim-001"].alarms.get("bearing") == "alarm", 20)
