@@ -2,54 +2,29 @@
 
 The scenario tests compute the ground truth on the host with numpy, from what the machine itself
 produces (Machine.acceleration / temperature), the way a node would: 1024-sample windows at
-3200 Hz (and the boards' current 512 at 1600 Hz for the bearing), velocity RMS by frequency-domain
-integration over 10-1000 Hz, kurtosis and crest factor, each the largest of the three axes.
+3200 Hz (and 512 at 1600 Hz for the bearing), with the float64 reference of the node's features
+(tests/vibration_reference.py): velocity RMS over 10-1000 Hz, kurtosis and crest factor, each the
+largest of the three axes.
 """
 
-import math
 
 import numpy as np
 import pytest
 
 from floorwatch.sim.physics import MODES, ONSET_S, Machine
+from vibration_reference import reference
 
-G = 9.80665
 RATE, N = 3200, 1024
 ISO_G2_RIGID = (1.4, 2.8, 4.5)  # ISO 10816-3 group 2, rigid foundation: A/B, B/C, C/D in mm/s
 SEEDS = range(1, 7)
 MIN, HOUR = 60.0, 3600.0
 
 
-def features(v):
-    v = np.asarray(v)
-    d = v - v.mean()
-    rms = math.sqrt(float(np.mean(d * d)))
-    return rms, float(np.max(np.abs(d))) / rms, float(np.mean(d ** 4)) / rms ** 4
-
-
-def velocity_rms_mm_s(accel_g, rate, lo=10.0, hi=1000.0):
-    """Broadband RMS velocity over [lo, hi] Hz by frequency-domain integration (as ISO practice)."""
-    a = (np.asarray(accel_g) - np.mean(accel_g)) * G
-    spec = np.fft.rfft(a * np.hanning(len(a)))
-    f = np.fft.rfftfreq(len(a), 1 / rate)
-    band = (f >= lo) & (f <= hi)
-    v = np.zeros_like(spec)
-    v[band] = spec[band] / (2j * np.pi * f[band])
-    # Hann window power correction: mean(w^2) = 3/8.
-    return math.sqrt(2 * np.sum(np.abs(v) ** 2) / (len(a) ** 2 * 0.375)) * 1000
-
-
 def window(machine, t, rate=RATE, n=N):
     """What a node reports for the window starting at t: largest-axis vel, rms, crest, kurtosis."""
-    axes = machine.acceleration(t, n, rate)
-    stats = [features(a) for a in axes]
-    return {
-        "vel": max(velocity_rms_mm_s(a, rate) for a in axes),
-        "rms": max(s[0] for s in stats),
-        "cf": max(s[1] for s in stats),
-        "kurt": max(s[2] for s in stats),
-        "axis_rms": [s[0] for s in stats],
-    }
+    f = reference(np.column_stack(machine.acceleration(t, n, rate)), 1.0, rate, 10.0, 1000.0)
+    return {"vel": float(f["vel"].max()), "rms": float(f["rms"].max()), "cf": float(f["cf"].max()),
+            "kurt": float(f["kurt"].max()), "axis_rms": [float(v) for v in f["rms"]]}
 
 
 def zone(v_mm_s, limits=ISO_G2_RIGID):
