@@ -19,7 +19,6 @@ class DeviceView:
         self.device_id = device_id
         self.status = None  # last status payload
         self.temps = {}
-        self.vib_rms = {}
         self.vib = {}  # accelerometer -> its latest features (rms, vel, zone, ...)
         self.trends = {}  # temperature sensor -> its latest trend (rate, rise, eta)
         self.alarms = {}  # metric -> level, for levels above ok (the node's own "active" picture)
@@ -120,7 +119,6 @@ class Observer:
             view.temps.update({k: v for k, v in record.get("t", {}).items() if v is not None})
             view.trends.update(record.get("dt", {}))
             for name, feats in record.get("v", {}).items():
-                view.vib_rms[name] = max(feats["rms"])
                 view.vib[name] = feats
 
     def _on_alarm(self, view, body):
