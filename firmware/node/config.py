@@ -9,6 +9,7 @@ import json
 from micropython import const
 
 from node import vibration
+from node.supervisor import write_atomic
 
 _MAX_SENSORS = const(8)
 _SHOW_MAX = const(40)
@@ -68,7 +69,11 @@ def _num(v, rng, path):
 
 
 def _num_or_null(v, rng, path):
-    return None if v is None else _num(v, rng, path)
+    if v is None:
+        return None
+    if type(v) not in (int, float):
+        raise _bad(path, v, "is not a number or null")
+    return _num(v, rng, path)
 
 
 def _range(v, rng, path):
@@ -98,7 +103,19 @@ def _str(v, rng, path):
 
 
 def _str_or_null(v, rng, path):
-    return None if v is None else _str(v, rng, path)
+    if v is None:
+        return None
+    if type(v) is not str:
+        raise _bad(path, v, "is not a string or null")
+    return _str(v, rng, path)
+
+
+def _object_or_null(v, spec, path):
+    if v is None:
+        return None
+    if type(v) is not dict:
+        raise _bad(path, v, "is not an object or null")
+    return _fields(v, spec, path)
 
 
 def _ident(v, maxlen, path):
@@ -188,14 +205,25 @@ _WIFI = (
     ("password", _str, (0, 63), ""),
 )
 
-_BROKER = (
+_SERVER = (
     ("host", _str, (1, 253), _REQ),
     ("port", _int, (1, 65535), None),  # None: derived from tls below
     ("user", _str_or_null, (0, 65535), None),
     ("password", _str_or_null, (0, 65535), None),
     ("tls", _bool, None, False),
-    ("keepalive_s", _int, (5, 3600), 30),
 )
+
+_KEEPALIVE = ("keepalive_s", _int, (5, 3600), 30)
+
+# The backup broker is tried when the primary keeps failing; the keepalive is shared.
+_BROKER = _SERVER + (_KEEPALIVE, ("backup", _object_or_null, _SERVER, None))
+
+_QUEUE = (
+    ("flash_kb", _int, (16, 1024), 256),  # flash ring for readings the broker has not acked
+    ("drain_per_s", _num, (1, 200), 20),  # catch-up rate after an outage, records per second
+)
+
+_TIME = (("ntp_host", _str_or_null, (1, 253), "pool.ntp.org"),)  # null: never sync the clock
 
 _INTERVALS = (
     ("temp_s", _num, (1, 3600), 10),
@@ -302,6 +330,8 @@ _TOP = (
     ("machine", _object, _MACHINE, {}),
     ("baseline", _object, _BASELINE, {}),
     ("trend", _object, _TREND, {}),
+    ("queue", _object, _QUEUE, {}),
+    ("time", _object, _TIME, {}),
     ("thresholds", _any_object, None, {}),  # checked after sensors are known
 )
 
@@ -360,10 +390,25 @@ def _broker_port(b):
     return b
 
 
+def brokers(broker):
+    """The validated broker section as the list Link wants: [primary] or [primary, backup],
+    each {"host", "port", "user", "password", "tls", "keepalive_s"}."""
+    out = []
+    for b in (broker, broker.get("backup")):
+        if b is not None:
+            one = {"keepalive_s": broker["keepalive_s"]}
+            for row in _SERVER:
+                one[row[0]] = b[row[0]]
+            out.append(one)
+    return out
+
+
 def validate(raw):
     """Return a new, fully defaulted config dict, or raise ConfigError."""
     cfg = _fields(raw, _TOP, "")
     _broker_port(cfg["broker"])
+    if cfg["broker"]["backup"] is not None:
+        _broker_port(cfg["broker"]["backup"])
     cfg["thresholds"] = _thresholds(cfg["thresholds"], cfg["sensors"])
     _iso_velocity_limits(cfg)
     return cfg
@@ -379,21 +424,74 @@ def _line(s):
     return s.replace("\n", " ").replace("\r", " ")
 
 
+class _FileError(ConfigError):
+    """The file itself is unusable (unreadable, not JSON); str() names the file."""
+
+
+def _load(path):
+    """(cfg, the file's text) for a good file; raises ConfigError (a _FileError when the file
+    is not even JSON). Never anything else, whatever the file holds."""
+    try:
+        with open(path) as f:
+            text = f.read()
+        raw = json.loads(text)
+    except OSError as e:
+        raise _FileError(path, None, "cannot read the file (%s)" % e)
+    except ValueError as e:  # also UnicodeError
+        raise _FileError(path, None, "not valid JSON (%s)" % e)
+    except (MemoryError, RuntimeError) as e:  # huge, or nested too deep (RecursionError)
+        raise _FileError(path, None, "too large or too deeply nested to read (%r)" % e)
+    try:
+        return validate(raw), text
+    except (MemoryError, RuntimeError) as e:  # a value too deep even to show in the error
+        raise _FileError(path, None, "too large or too deeply nested to read (%r)" % e)
+
+
 def load(path="config.json"):
     """(cfg, None) for a good file, else (None, one line saying why not)."""
     try:
-        raw = read(path)
-    except OSError as e:
-        return None, _line("%s: cannot read the file (%s)" % (path, e))
-    except ValueError as e:  # also UnicodeError
-        return None, _line("%s: not valid JSON (%s)" % (path, e))
-    try:
-        return validate(raw), None
+        return _load(path)[0], None
     except ConfigError as e:
         return None, _line(str(e))
 
 
-_SALVAGE = _TOP[:2] + (("wifi", _loose, _WIFI, _REQ), ("broker", _loose, _BROKER, _REQ))
+def _text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except Exception:  # unreadable copy: it gets rewritten
+        return None
+
+
+def load_or_last_good(path="config.json", good="config.good.json"):
+    """Load path, falling back to the last config that loaded (a copy kept in `good`).
+
+    Returns (cfg, error, fallback):
+    - path is good: (cfg, None, None); its text is copied to `good` (atomically, and only when
+      it differs, to spare the flash) so a later bad edit cannot take the node off the air;
+    - path is rejected or unreadable but `good` loads: (the good cfg, None, "<path>: <why>"):
+      the node runs on its last good config and says why it is not running on path;
+    - neither loads: (None, error as load(path) gives it, None).
+    Never raises for a bad or missing file; a failed copy just leaves the old copy in place.
+    """
+    try:
+        cfg, text = _load(path)
+    except ConfigError as e:
+        try:
+            cfg = _load(good)[0]
+        except ConfigError:
+            return None, _line(str(e)), None
+        why = str(e) if isinstance(e, _FileError) else path + ": " + str(e)
+        return cfg, None, _line(why)
+    if _text(good) != text:
+        try:
+            write_atomic(good, text)
+        except OSError as e:
+            print("last good config not saved:", repr(e))
+    return cfg, None, None
+
+
+_SALVAGE = _TOP[:2] + (("wifi", _loose, _WIFI, _REQ), ("broker", _loose, _SERVER + (_KEEPALIVE,), _REQ))
 
 
 def salvage(raw):
@@ -401,6 +499,7 @@ def salvage(raw):
 
     Lets a node with a bad config still connect and report the problem.
     Unknown keys are ignored here; None when any of the four is unusable.
+    A backup broker is kept when it is valid and dropped (None) when not.
     """
     if type(raw) is not dict:
         return None
@@ -408,4 +507,10 @@ def salvage(raw):
         got = _fields(raw, _SALVAGE, "", False)
     except ConfigError:
         return None
-    return (got["device_id"], got["site"], got["wifi"], _broker_port(got["broker"]))
+    broker = _broker_port(got["broker"])
+    try:
+        backup = raw["broker"].get("backup")
+        broker["backup"] = None if backup is None else _broker_port(_fields(backup, _SERVER, "broker.backup", False))
+    except ConfigError:
+        broker["backup"] = None
+    return (got["device_id"], got["site"], got["wifi"], broker)

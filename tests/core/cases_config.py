@@ -1,7 +1,10 @@
 """Cases for node.config; plain functions in the MicroPython subset (run on CPython and in the VM).
 
 FILES are written to a directory by the runner, which sets DATA to its path before any case runs.
+The directory is writable: the last-known-good cases make their own files there.
 """
+import os
+
 from node import config
 
 DATA = None  # set by the runner: a directory holding FILES
@@ -33,7 +36,7 @@ def _full():
         "site": "plant-a",
         "wifi": {"ssid": "factory", "password": "secret"},
         "broker": {"host": "10.0.0.2", "port": 1883, "user": None, "password": None,
-                   "tls": False, "keepalive_s": 30},
+                   "tls": False, "keepalive_s": 30, "backup": None},
         "sensors": [
             {"name": "bearing", "type": "ds18b20", "pin": 4, "rom": "28ff641e8116037a"},
             {"name": "winding", "type": "ds18b20", "pin": 4, "rom": "28ff9a1d8116032c"},
@@ -45,6 +48,8 @@ def _full():
         "machine": {"group": 2, "foundation": "rigid", "rpm": 1480},
         "baseline": {"samples": 20},
         "trend": {"window_s": 600},
+        "queue": {"flash_kb": 256, "drain_per_s": 20},
+        "time": {"ntp_host": "pool.ntp.org"},
         "thresholds": {
             "bearing": _limits(80, 90, 2, on_delay_s=60, early_s=900),
             "bearing.rate": _limits(1.0, None, 0.2),
@@ -117,15 +122,17 @@ def test_defaults_filled():
     cfg = config.validate(_minimal())
     assert cfg["wifi"] == {"ssid": "w", "password": ""}
     assert cfg["broker"] == {"host": "h", "port": 1883, "user": None, "password": None,
-                             "tls": False, "keepalive_s": 30}
+                             "tls": False, "keepalive_s": 30, "backup": None}
     assert cfg["sensors"] == []
     assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 60}
     assert cfg["thresholds"] == {}
     assert cfg["machine"] == {"group": 2, "foundation": "rigid", "rpm": None}
     assert cfg["baseline"] == {"samples": 20}
     assert cfg["trend"] == {"window_s": 600}
-    assert sorted(cfg) == ["baseline", "broker", "device_id", "intervals", "machine", "sensors", "site",
-                           "thresholds", "trend", "wifi"]
+    assert cfg["queue"] == {"flash_kb": 256, "drain_per_s": 20}
+    assert cfg["time"] == {"ntp_host": "pool.ntp.org"}
+    assert sorted(cfg) == ["baseline", "broker", "device_id", "intervals", "machine", "queue", "sensors",
+                           "site", "thresholds", "time", "trend", "wifi"]
 
 
 def test_tls_changes_default_port_only():
@@ -180,7 +187,7 @@ def test_wrong_types():
         ("broker.port", "abc", "broker.port", "'abc' is not an integer"),
         ("broker.port", 1883.0, "broker.port", "is not an integer"),
         ("broker.port", None, "broker.port", "null is not an integer"),
-        ("broker.user", 5, "broker.user", "5 is not a string"),
+        ("broker.user", 5, "broker.user", "5 is not a string or null"),
         ("broker.tls", 1, "broker.tls", "1 is not true or false"),
         ("broker.tls", "yes", "broker.tls", "'yes' is not true or false"),
         ("broker.keepalive_s", "30", "broker.keepalive_s", "'30' is not an integer"),
@@ -192,7 +199,7 @@ def test_wrong_types():
         ("sensors.3.window", 500, "sensors[3].window", "500 is not one of 64, 128"),
         ("machine.group", 3, "machine.group", "3 is not one of 1, 2"),
         ("machine.foundation", "soft", "machine.foundation", "'soft' is not one of rigid, flexible"),
-        ("machine.rpm", "fast", "machine.rpm", "'fast' is not a number"),
+        ("machine.rpm", "fast", "machine.rpm", "'fast' is not a number or null"),
         ("baseline.samples", 2.5, "baseline.samples", "2.5 is not an integer"),
         ("thresholds.bearing.latch", 1, "thresholds.bearing.latch", "1 is not true or false"),
         ("thresholds.bearing.relative", "no", "thresholds.bearing.relative", "is not true or false"),
@@ -201,8 +208,19 @@ def test_wrong_types():
         ("intervals.temp_s", "10", "intervals.temp_s", "'10' is not a number"),
         ("thresholds", [], "thresholds", "[] is not an object"),
         ("thresholds.bearing", 80, "thresholds.bearing", "80 is not an object"),
-        ("thresholds.bearing.warn", "80", "thresholds.bearing.warn", "'80' is not a number"),
+        ("thresholds.bearing.warn", "80", "thresholds.bearing.warn", "'80' is not a number or null"),
         ("thresholds.bearing.deadband", None, "thresholds.bearing.deadband", "null is not a number"),
+        ("broker.backup", "10.0.0.3", "broker.backup", "'10.0.0.3' is not an object or null"),
+        ("broker.backup", [], "broker.backup", "[] is not an object or null"),
+        ("queue", 256, "queue", "256 is not an object"),
+        ("queue.flash_kb", "256", "queue.flash_kb", "'256' is not an integer"),
+        ("queue.flash_kb", 256.0, "queue.flash_kb", "256.0 is not an integer"),
+        ("queue.flash_kb", None, "queue.flash_kb", "null is not an integer"),
+        ("queue.drain_per_s", "20", "queue.drain_per_s", "'20' is not a number"),
+        ("queue.drain_per_s", None, "queue.drain_per_s", "null is not a number"),
+        ("time", None, "time", "null is not an object"),
+        ("time.ntp_host", 5, "time.ntp_host", "5 is not a string or null"),
+        ("time.ntp_host", ["pool.ntp.org"], "time.ntp_host", "is not a string"),
     )
     for path, value, field, words in cases:
         _rejects(_with(_full(), path, value), field, words)
@@ -221,7 +239,7 @@ def test_bool_is_not_a_number():
     for path in ("broker.port", "broker.keepalive_s", "sensors.0.pin", "sensors.3.sda",
                  "sensors.3.addr", "sensors.3.range_g", "sensors.3.odr_hz", "sensors.3.window",
                  "intervals.temp_s", "intervals.diag_s", "thresholds.bearing.warn",
-                 "thresholds.bearing.deadband"):
+                 "thresholds.bearing.deadband", "queue.flash_kb", "queue.drain_per_s"):
         for value in (True, False):
             e = _err(_with(_full(), path, value))
             assert str(e).split(": ")[1].startswith("true" if value else "false"), str(e)
@@ -242,6 +260,9 @@ def test_out_of_range():
         ("trend.window_s", 29, "30..86400"), ("thresholds.bearing.on_delay_s", -1, "0..86400"),
         ("thresholds.bearing.off_delay_s", 86401, "0..86400"), ("thresholds.bearing.realarm_s", -5, "0..604800"),
         ("thresholds.bearing.early_s", 0, "1..604800"),
+        ("queue.flash_kb", 15, "16..1024"), ("queue.flash_kb", 1025, "16..1024"),
+        ("queue.flash_kb", 0, "16..1024"), ("queue.drain_per_s", 0.5, "1..200"),
+        ("queue.drain_per_s", 200.5, "1..200"), ("queue.drain_per_s", -1, "1..200"),
     )
     for path, value, words in cases:
         field = path.replace(".0.", "[0].").replace(".3.", "[3].")
@@ -257,7 +278,9 @@ def test_range_edges_accepted():
                         ("intervals.temp_s", 2.5), ("intervals.vib_s", 3600),
                         ("intervals.diag_s", 10), ("intervals.diag_s", 86400),
                         ("sensors.0.pin", 0), ("sensors.0.pin", 48), ("sensors.3.window", 64),
-                        ("sensors.3.window", 2048), ("thresholds.bearing.deadband", 0)):
+                        ("sensors.3.window", 2048), ("thresholds.bearing.deadband", 0),
+                        ("queue.flash_kb", 16), ("queue.flash_kb", 1024), ("queue.drain_per_s", 1),
+                        ("queue.drain_per_s", 200), ("queue.drain_per_s", 2.5)):
         cfg = config.validate(_with(_full(), path, value))
         node, key = _walk(cfg, path)
         assert node[key] == value
@@ -272,6 +295,10 @@ def test_string_lengths():
     _rejects(_with(_full(), "broker.host", ""), "broker.host", "1..253")
     _rejects(_with(_full(), "broker.host", "h" * 254), "broker.host", "1..253")
     assert config.validate(_with(_full(), "broker.host", "h" * 253))
+    _rejects(_with(_full(), "time.ntp_host", ""), "time.ntp_host", "'' is not 1..253 characters long")
+    _rejects(_with(_full(), "time.ntp_host", "n" * 254), "time.ntp_host", "1..253")
+    for host in ("n", "n" * 253, "10.0.0.1", None):
+        assert config.validate(_with(_full(), "time.ntp_host", host))["time"]["ntp_host"] == host
 
 
 def test_passwords_never_echoed():
@@ -344,6 +371,7 @@ def test_unknown_keys():
         ("sensors.0.addr", "sensors[0].addr"),  # an accelerometer key on a ds18b20
         ("sensors.3.pin", "sensors[3].pin"),  # and a ds18b20 key on an accelerometer
         ("sensors.2.pin", "sensors[2].pin"),
+        ("queue.ram_kb", "queue.ram_kb"), ("time.tz", "time.tz"),
     )
     for path, field in cases:
         e = _rejects(_with(_full(), path, 1), field)
@@ -500,11 +528,23 @@ def test_salvage():
     got = config.salvage(raw)
     assert got == ("press-07", "plant-a", {"ssid": "factory", "password": "secret"},
                    {"host": "10.0.0.2", "port": 1883, "user": None, "password": None,
-                    "tls": False, "keepalive_s": 30})
+                    "tls": False, "keepalive_s": 30, "backup": None})
     got = config.salvage({"device_id": "n", "site": "s", "wifi": {"ssid": "w", "bssid": "x"},
                           "broker": {"host": "h", "tls": True}, "sensors": "garbage"})
     assert got[2] == {"ssid": "w", "password": ""}
     assert got[3]["port"] == 8883
+
+
+def test_salvage_keeps_a_good_backup_and_drops_a_bad_one():
+    raw = _with(_full(), "thresholds.bearing.warn", 99)
+    raw["broker"]["backup"] = {"host": "b2", "tls": True, "qos": 1}  # unknown keys ignored here
+    got = config.salvage(raw)[3]
+    assert got["backup"] == {"host": "b2", "port": 8883, "user": None, "password": None, "tls": True}
+    assert config.brokers(got)[1]["keepalive_s"] == 30
+    for bad in ({"port": 1}, {"host": ""}, "b2", {"host": "b2", "port": "x"}):
+        raw["broker"]["backup"] = bad
+        got = config.salvage(raw)
+        assert got is not None and got[3]["host"] == "10.0.0.2" and got[3]["backup"] is None, repr(bad)
 
 
 def test_salvage_gives_up():
@@ -553,3 +593,253 @@ def test_iso_velocity_limits_by_default():
     t = config.validate(raw)["thresholds"]["motor.vel"]
     assert t["warn"] is None and t["alarm"] == 6  # given limits win
     assert "x.vel" not in config.validate(_minimal())["thresholds"]
+
+
+# ---- the backup broker, the queue and time sections ----
+
+def _backup(**kw):
+    raw = _full()
+    b = {"host": "10.0.0.3"}
+    for k in kw:
+        b[k] = kw[k]
+    raw["broker"]["backup"] = b
+    return raw
+
+
+def test_backup_broker_defaults():
+    cfg = config.validate(_backup())
+    assert cfg["broker"]["backup"] == {"host": "10.0.0.3", "port": 1883, "user": None, "password": None,
+                                       "tls": False}
+    assert cfg["broker"]["port"] == 1883 and cfg["broker"]["keepalive_s"] == 30
+    # The port follows the backup's own tls, not the primary's.
+    cfg = config.validate(_with(_without(_backup(tls=True), "broker.port"), "broker.tls", False))
+    assert cfg["broker"]["backup"]["port"] == 8883 and cfg["broker"]["port"] == 1883
+    cfg = config.validate(_with(_without(_backup(), "broker.port"), "broker.tls", True))
+    assert cfg["broker"]["backup"]["port"] == 1883 and cfg["broker"]["port"] == 8883
+    full = {"host": "b", "port": 1884, "user": "u", "password": "p", "tls": True}
+    raw = _backup(**full)
+    cfg = config.validate(raw)
+    assert cfg["broker"]["backup"] == full
+    assert cfg["broker"]["backup"] is not raw["broker"]["backup"]
+    assert config.validate(_with(_full(), "broker.backup", None))["broker"]["backup"] is None
+
+
+def test_backup_broker_rules_are_the_brokers():
+    _rejects(_backup(host=None), "broker.backup.host", "null is not a string")
+    _rejects(_backup(user=5), "broker.backup.user", "5 is not a string or null")
+    _rejects(_with(_full(), "broker.backup", {}), "broker.backup.host", "missing (required)")
+    _rejects(_with(_full(), "broker.backup", {"port": 1883}), "broker.backup.host", "missing (required)")
+    _rejects(_backup(host=""), "broker.backup.host", "1..253")
+    _rejects(_backup(host="h" * 254), "broker.backup.host", "1..253")
+    e = _rejects(_backup(port=0), "broker.backup.port")
+    assert str(e) == "broker.backup.port: 0 is out of range 1..65535"
+    _rejects(_backup(port=65536), "broker.backup.port", "1..65535")
+    _rejects(_backup(port=1883.0), "broker.backup.port", "is not an integer")
+    _rejects(_backup(port=True), "broker.backup.port", "true is not an integer")
+    _rejects(_backup(user=5), "broker.backup.user", "5 is not a string")
+    _rejects(_backup(tls=1), "broker.backup.tls", "1 is not true or false")
+    e = _rejects(_backup(password=42424242), "broker.backup.password", "(hidden)")
+    assert "42424242" not in str(e)
+    # The keepalive is the primary's: naming it here is a typo like any other.
+    e = _rejects(_backup(keepalive_s=30), "broker.backup.keepalive_s")
+    assert str(e) == "broker.backup.keepalive_s: unknown key"
+    e = _rejects(_backup(backup=None), "broker.backup.backup")
+    assert str(e) == "broker.backup.backup: unknown key"
+    # The first problem in table order: the primary's fields come first.
+    assert _err(_with(_backup(port=0), "broker.keepalive_s", 1)).field == "broker.keepalive_s"
+
+
+def test_brokers_list_for_the_link():
+    cfg = config.validate(_full())
+    assert config.brokers(cfg["broker"]) == [
+        {"host": "10.0.0.2", "port": 1883, "user": None, "password": None, "tls": False, "keepalive_s": 30}]
+    cfg = config.validate(_with(_backup(tls=True, user="u"), "broker.keepalive_s", 45))
+    got = config.brokers(cfg["broker"])
+    assert got[0] == {"host": "10.0.0.2", "port": 1883, "user": None, "password": None, "tls": False,
+                      "keepalive_s": 45}
+    assert got[1] == {"host": "10.0.0.3", "port": 8883, "user": "u", "password": None, "tls": True,
+                      "keepalive_s": 45}
+    assert len(got) == 2 and "backup" not in got[0]
+
+
+def test_queue_and_time_given():
+    raw = _with(_with(_full(), "queue", {"flash_kb": 64}), "time", {"ntp_host": None})
+    cfg = config.validate(raw)
+    assert cfg["queue"] == {"flash_kb": 64, "drain_per_s": 20}
+    assert cfg["time"] == {"ntp_host": None}  # null: never sync
+    raw = _with(_full(), "queue", {"drain_per_s": 7.5})
+    assert config.validate(raw)["queue"] == {"flash_kb": 256, "drain_per_s": 7.5}
+    raw = _with(_full(), "time", {})
+    assert config.validate(raw)["time"] == {"ntp_host": "pool.ntp.org"}
+    for bad in (float("inf"), float("nan")):
+        _rejects(_with(_full(), "queue.drain_per_s", bad), "queue.drain_per_s", "not a number")
+
+
+# ---- the last known good config ----
+
+def _fresh(name):
+    """DATA/name with no file, .tmp or directory of that name left from earlier."""
+    p = DATA + "/" + name
+    for q in (p, p + ".tmp"):
+        for rm in (os.remove, os.rmdir):
+            try:
+                rm(q)
+            except OSError:
+                pass
+    return p
+
+
+def _put(p, data):
+    with open(p, "wb" if type(data) is bytes else "w") as f:
+        f.write(data)
+    return p
+
+
+def _text(p):
+    with open(p) as f:
+        return f.read()
+
+
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+class _CountingWrites:
+    """Stands in for config.write_atomic, counting the writes it passes on."""
+
+    def __init__(self):
+        self.real = config.write_atomic
+        self.paths = []
+
+    def __call__(self, path, text):
+        self.paths.append(path)
+        self.real(path, text)
+
+    def __enter__(self):
+        config.write_atomic = self
+        return self
+
+    def __exit__(self, *exc):
+        config.write_atomic = self.real
+
+
+OTHER = GOOD.replace('"press-07"', '"press-08"')
+
+
+def test_a_good_config_becomes_the_last_good_copy():
+    path, good = _fresh("lg_cfg.json"), _fresh("lg_good.json")
+    _put(path, GOOD)
+    cfg, err, fallback = config.load_or_last_good(path, good)
+    assert err is None and fallback is None
+    assert cfg == config.load(path)[0] and cfg["device_id"] == "press-07"
+    assert _text(good) == GOOD  # byte for byte what was validated
+    assert not _exists(good + ".tmp")
+    _put(path, OTHER)  # an edited, still valid config refreshes the copy
+    cfg, err, fallback = config.load_or_last_good(path, good)
+    assert (cfg["device_id"], err, fallback) == ("press-08", None, None)
+    assert _text(good) == OTHER and not _exists(good + ".tmp")
+
+
+def test_the_copy_is_not_rewritten_when_equal():
+    path, good = _fresh("eq_cfg.json"), _fresh("eq_good.json")
+    _put(path, GOOD)
+    with _CountingWrites() as writes:
+        config.load_or_last_good(path, good)
+        assert writes.paths == [good]
+        for _ in range(3):  # every later boot with the same file: no flash write
+            cfg, err, fallback = config.load_or_last_good(path, good)
+            assert cfg["device_id"] == "press-07" and err is None and fallback is None
+        assert writes.paths == [good]
+        _put(good, GOOD + " ")  # differs, if only by a space: rewritten
+        config.load_or_last_good(path, good)
+        assert writes.paths == [good, good]
+    assert config.write_atomic is writes.real
+    assert _text(good) == GOOD
+
+
+def test_a_bad_config_falls_back_to_the_last_good_one():
+    path, good = _fresh("fb_cfg.json"), _fresh("fb_good.json")
+    _put(good, OTHER)
+    bad = (
+        # MicroPython's json forgives a missing value or comma, so the corruption here is a bare word.
+        ("corrupt JSON", GOOD.replace('"plant-a"', "plant-a"), path + ": not valid JSON"),
+        ("truncated", GOOD[:len(GOOD) // 2], path + ": not valid JSON"),
+        ("empty", "", path + ": not valid JSON"),
+        ("binary", b"\xff\xfe\x00{", path + ": not valid JSON"),
+        ("deep", "[" * 5000, path + ": "),
+        ("deep value", '{"device_id": ' + "[" * 5000 + "]" * 5000 + "}", path + ": "),
+        ("bad field", GOOD.replace('"press-07"', '"Press 07"'),
+         path + ": device_id: 'Press 07' is not a valid name"),
+        ("not an object", "[1, 2]", path + ": config: [1, 2] is not an object"),
+        ("unknown key", GOOD.replace('"site"', '"colour": 1, "site"'), path + ": colour: unknown key"),
+    )
+    with _CountingWrites() as writes:
+        for what, text, words in bad:
+            _put(path, text)
+            cfg, err, fallback = config.load_or_last_good(path, good)
+            assert err is None, what
+            assert cfg is not None and cfg["device_id"] == "press-08", what
+            assert type(fallback) is str and fallback.startswith(words), (what, fallback)
+            assert "\n" not in fallback and "\r" not in fallback, what
+        _fresh("fb_cfg.json")  # the file is gone
+        cfg, err, fallback = config.load_or_last_good(path, good)
+        assert cfg["device_id"] == "press-08" and err is None
+        assert fallback.startswith(path + ": cannot read the file"), fallback
+        assert not fallback.startswith(path + ": " + path), fallback  # the file is named once
+        assert writes.paths == []  # the good copy is never touched by a bad file
+    assert _text(good) == OTHER
+
+
+def test_a_bad_field_names_the_file_and_the_field():
+    path, good = _fresh("fbf_cfg.json"), _fresh("fbf_good.json")
+    _put(good, GOOD)
+    _put(path, GOOD.replace('"10.0.0.2"', '"10.0.0.2", "port": 0'))
+    cfg, err, fallback = config.load_or_last_good(path, good)
+    assert fallback == path + ": broker.port: 0 is out of range 1..65535"
+    assert cfg == config.load(good)[0] and err is None
+
+
+def test_neither_file_loads():
+    path, good = _fresh("nl_cfg.json"), _fresh("nl_good.json")
+    for cfg_text in (None, "{", GOOD.replace('"press-07"', '"Press 07"')):
+        for good_text in (None, "{", "[1]", GOOD.replace('"factory"', '""')):
+            _fresh("nl_cfg.json")
+            _fresh("nl_good.json")
+            if cfg_text is not None:
+                _put(path, cfg_text)
+            if good_text is not None:
+                _put(good, good_text)
+            got = config.load_or_last_good(path, good)
+            assert got == (None, config.load(path)[1], None), (cfg_text, good_text, got)
+            assert type(got[1]) is str and "\n" not in got[1]
+            assert good_text is not None or not _exists(good)  # nothing written
+
+
+def test_a_failed_copy_is_not_fatal():
+    path, good = _fresh("cf_cfg.json"), _fresh("cf_good.json")
+    _put(path, OTHER)
+    _put(good, GOOD)
+    os.mkdir(good + ".tmp")  # the copy cannot be written
+    try:
+        cfg, err, fallback = config.load_or_last_good(path, good)
+    finally:
+        os.rmdir(good + ".tmp")
+    assert (cfg["device_id"], err, fallback) == ("press-08", None, None)
+    assert _text(good) == GOOD  # the old copy is intact
+
+
+def test_a_directory_in_place_of_a_file():
+    path, good = _fresh("dir_cfg.json"), _fresh("dir_good.json")
+    os.mkdir(path)
+    try:
+        cfg, err, fallback = config.load_or_last_good(path, good)
+        assert cfg is None and fallback is None and err.startswith(path + ": "), err
+        _put(good, GOOD)
+        cfg, err, fallback = config.load_or_last_good(path, good)
+        assert cfg["device_id"] == "press-07" and err is None and fallback.startswith(path + ": ")
+    finally:
+        os.rmdir(path)
