@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from floorwatch import firmware_import
 from floorwatch.contract import KINDS, ContractError, schema, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,12 +154,12 @@ def test_config_table_row_matches_the_schema(fields, type_cell, rule, default):
         wanted = {TYPE_WORDS[w] for w in re.findall(r"[a-z]+", type_cell) if w in TYPE_WORDS}
         for sch in found:
             assert _types_of(sch) == wanted, field
-            m = re.fullmatch(r"(\d+)–(\d+)( characters| entries.*| samples)?", rule)
+            # A rule starting with a range states it, whatever words follow.
+            m = re.match(r"(\d+)–(\d+)( characters| entries)?", rule)
             if m:
                 low, high = int(m.group(1)), int(m.group(2))
                 keys = {" characters": ("minLength", "maxLength"),
-                        " entries, unique `name`": ("minItems", "maxItems")}.get(
-                            m.group(3), ("minimum", "maximum"))
+                        " entries": ("minItems", "maxItems")}.get(m.group(3), ("minimum", "maximum"))
                 assert (sch.get(keys[0], 0), sch[keys[1]]) == (low, high), field
             if rule.startswith("`^"):
                 assert sch["pattern"] == rule.strip("`"), field
@@ -335,7 +336,12 @@ VALID = [
     ("status", edit("status", {"config_error": "sensors[1].addr: 300 is not one of 83, 29",
                                "health": "fault"})),
     ("status", edit("status", {"ts": 1767225600, "rssi": -50})),  # payloads may grow new keys
+    ("status", edit("status", {"state": "safe_mode", "safe": "3 failed boots, last: watchdog: sample",
+                               "reason": "watchdog: sample", "broker": "backup",
+                               "config_fallback": "config.json: not valid JSON"})),
     ("telemetry", edit("telemetry", {"r[0].t.winding": None})),
+    ("telemetry", edit("telemetry", {"t0": 1767225600123, "dropped": [{"boot": 6, "seq": 40, "n": 16, "why": "reset"},
+                                                                     {"boot": 7, "seq": 0, "n": 3, "why": "full"}]})),
     ("telemetry", {"boot": 1, "seq": 0, "n": 1, "r": [
         {"up": 0, "v": {"m": {"rms": [0, 0, 0], "pk": [0, 0, 0], "cf": [0, 0, 0], "kurt": [0, 0, 0],
                               "vel": [0, 0, None], "zone": "A", "limited": True}}}]}),
@@ -348,10 +354,12 @@ VALID = [
     ("alarm", edit("alarm", {"metric": "motor.rms", "level": "alarm", "prev": "ok",
                              "value": 1.2, "limit": 1.0})),
     ("diag", edit("diag", HEALTHY)),
+    ("diag", edit("diag", dict(HEALTHY, queue={"ram": 3, "flash": 120, "dropped": 0}, synced=False, failed_boots=1))),
     ("diag", edit("diag", {"config_error": "wifi.ssid: missing (required)", "health": "fault",
                            "problems": ["config error"], "sensors": {}})),
     ("cmd", {"id": "x" * 64, "cmd": "diag"}),
     ("ack", PING_ACK),
+    ("ack", {"id": "c-30", "cmd": "reboot", "ok": True, "result": {"restarting": True}}),
     ("ack", NOT_READ),
     ("ack", {"id": "c-20", "cmd": None, "ok": False, "error": "no cmd"}),
     ("config", MINIMAL_CONFIG),
@@ -365,6 +373,12 @@ VALID = [
                                "broker.user": "node", "broker.password": "pw", "broker.tls": True,
                                "broker.port": 8883, "wifi.password": "",
                                "thresholds.bearing": {"alarm": 90}})),
+    ("config", edit("config", {"broker.backup": {"host": "10.0.0.3", "port": 8883, "user": "node",
+                                                 "password": "pw", "tls": True},
+                               "queue": {"flash_kb": 16, "drain_per_s": 200}, "time": {"ntp_host": None}})),
+    ("config", edit("config", {"broker.backup": None, "queue": {"flash_kb": 1024, "drain_per_s": 2.5},
+                               "time": {"ntp_host": "10.0.0.1"}})),
+    ("config", dict(MINIMAL_CONFIG, broker={"host": "b", "backup": {"host": "c"}}, queue={}, time={})),
     ("config", edit("config", {"sensors": [
         {"name": "probe", "type": "ds18b20", "pin": 0},
         {"name": "imu", "type": "mpu6050", "sda": 1, "scl": 2, "addr": 105, "range_g": 16,
@@ -384,8 +398,14 @@ def test_valid(kind, message):
 INVALID = [
     # status
     ("status", edit("status", {"state": DROP}), "state: missing (required)"),
-    ("status", edit("status", {"state": "sleeping"}), "state: 'sleeping' is not one of online, offline"),
+    ("status", edit("status", {"state": "sleeping"}), "state: 'sleeping' is not one of online, safe_mode, offline"),
     ("status", edit("status", {"ip": DROP}), "ip: missing (required)"),
+    ("status", edit("status", {"state": "safe_mode"}), "safe: missing (required)"),
+    ("status", edit("status", {"broker": "tertiary"}), "broker: 'tertiary' is not one of primary, backup"),
+    ("telemetry", edit("telemetry", {"dropped": [{"boot": 7, "seq": 0, "n": 0, "why": "full"}]}),
+     "dropped[0].n: 0 is below 1"),
+    ("telemetry", edit("telemetry", {"dropped": [{"boot": 7, "seq": 0, "n": 2, "why": "lost"}]}),
+     "dropped[0].why: 'lost' is not one of full, reset"),
     ("status", edit("status", {"ip": "10.0.0.256"}), "ip: '10.0.0.256' is not an IPv4 address"),
     ("status", edit("status", {"reset": "brownout"}), "reset: 'brownout' is not one of power_on, hard, wdt, deepsleep, soft, unknown"),
     ("status", edit("status", {"boot": 0}), "boot: 0 is below 1"),
@@ -474,7 +494,7 @@ INVALID = [
     ("ack", edit("ack", {"error": DROP}, NOT_READ), "error: missing (required)"),
     ("ack", edit("ack", {"result": {}}, NOT_READ), "result: not allowed when ok is false"),
     ("ack", edit("ack", {"cmd": "frobnicate"}, PING_ACK),
-     "cmd: 'frobnicate' is not one of ping, diag, ack-alarm, rebaseline (only known commands succeed)"),
+     "cmd: 'frobnicate' is not one of ping, diag, ack-alarm, rebaseline, reboot, resume (only known commands succeed)"),
     ("ack", edit("ack", {"id": None}, PING_ACK),
      "id: null is not a string (a command that succeeded was read, so its id is echoed)"),
     ("ack", edit("ack", {"result.boot": DROP}, PING_ACK), "result.boot: missing (required)"),
@@ -567,6 +587,31 @@ INVALID = [
     ("config", edit("config", {"thresholds.bearing.deadband": -1}),
      "thresholds.bearing.deadband: -1 is below 0"),
     ("config", edit("config", {"thresholds.bearing.warning": 1}), "thresholds.bearing.warning: unknown key"),
+    ("config", edit("config", {"broker.backup": "10.0.0.3"}), "broker.backup: '10.0.0.3' is not an object or null"),
+    ("config", edit("config", {"broker.backup": {}}), "broker.backup.host: missing (required)"),
+    ("config", edit("config", {"broker.backup": {"host": ""}}), "broker.backup.host: '' is not 1..253 characters long"),
+    ("config", edit("config", {"broker.backup": {"host": "b", "port": 0}}),
+     "broker.backup.port: 0 is out of range 1..65535"),
+    ("config", edit("config", {"broker.backup": {"host": "b", "port": 1883.0}}),
+     "broker.backup.port: 1883.0 is not an integer"),
+    ("config", edit("config", {"broker.backup": {"host": "b", "tls": "yes"}}),
+     "broker.backup.tls: 'yes' is not true or false"),
+    ("config", edit("config", {"broker.backup": {"host": "b", "password": 5}}),
+     "broker.backup.password: (hidden) is not a string or null"),
+    ("config", edit("config", {"broker.backup": {"host": "b", "keepalive_s": 30}}),
+     "broker.backup.keepalive_s: unknown key"),
+    ("config", edit("config", {"queue": 256}), "queue: 256 is not an object"),
+    ("config", edit("config", {"queue": {"flash_kb": 15}}), "queue.flash_kb: 15 is out of range 16..1024"),
+    ("config", edit("config", {"queue": {"flash_kb": 1025}}), "queue.flash_kb: 1025 is out of range 16..1024"),
+    ("config", edit("config", {"queue": {"flash_kb": 256.0}}), "queue.flash_kb: 256.0 is not an integer"),
+    ("config", edit("config", {"queue": {"flash_kb": True}}), "queue.flash_kb: true is not an integer"),
+    ("config", edit("config", {"queue": {"drain_per_s": 0.5}}), "queue.drain_per_s: 0.5 is out of range 1..200"),
+    ("config", edit("config", {"queue": {"drain_per_s": "20"}}), "queue.drain_per_s: '20' is not a number"),
+    ("config", edit("config", {"queue": {"ram_kb": 8}}), "queue.ram_kb: unknown key"),
+    ("config", edit("config", {"time": {"ntp_host": ""}}), "time.ntp_host: '' is not 1..253 characters long"),
+    ("config", edit("config", {"time": {"ntp_host": "n" * 254}}), "time.ntp_host: '" + "n" * 36 + "... is not 1..253"),
+    ("config", edit("config", {"time": {"ntp_host": 5}}), "time.ntp_host: 5 is not a string or null"),
+    ("config", edit("config", {"time": {"tz": "UTC"}}), "time.tz: unknown key"),
 ]
 
 
@@ -582,6 +627,37 @@ def test_invalid(kind, message, expected):
         assert text.startswith(expected), text
     assert "\n" not in text
     assert info.value.kind == kind
+
+
+# --- the node's config.py agrees with the schema ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def node_config():
+    return firmware_import.load("node.config")
+
+
+# The node words these four differently (same field): a ROM's two rules as one or two sentences,
+# a ROM shown lower-cased, and any unknown metric as "not a metric of a configured sensor".
+WORDED_DIFFERENTLY = {"sensors[0].rom: ", "thresholds.motor.speed: 'motor.speed' is not a metric name",
+                      f"sensors[1].rom: '{ROMS[0].upper()}' clashes with sensors[0]: probes sharing a pin need distinct roms"}
+
+
+@pytest.mark.parametrize("message", [m for k, m in VALID if k == "config"])
+def test_the_node_accepts_every_valid_config(node_config, message):
+    cfg = node_config.validate(message)
+    assert cfg["device_id"] == message["device_id"]
+
+
+@pytest.mark.parametrize("message, expected", [(m, e) for k, m, e in INVALID if k == "config"],
+                         ids=[e.split(":")[0] for k, _, e in INVALID if k == "config"])
+def test_the_node_rejects_every_invalid_config_alike(node_config, message, expected):
+    with pytest.raises(ContractError) as host:
+        validate("config", message)
+    with pytest.raises(node_config.ConfigError) as node:
+        node_config.validate(message)
+    assert node.value.field == host.value.path
+    if expected not in WORDED_DIFFERENTLY:
+        assert str(node.value) == str(host.value)
 
 
 def test_every_kind_has_valid_and_invalid_cases():

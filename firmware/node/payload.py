@@ -1,8 +1,9 @@
 """Topics and JSON payloads exactly as docs/contract.md defines them.
 
 Builders return compact UTF-8 JSON bytes ready to publish, except record()
-and diag(), which return dicts (a record is buffered until a telemetry
-message is built; diag is also embedded in an ack). Floats are rounded to
+and diag(), which return dicts (a record is encoded once with encode() and
+queued as bytes until a telemetry message is built; diag is also embedded in
+an ack). Floats are rounded to
 what the sensors resolve, to keep messages short; nan/inf become null since
 JSON has no such numbers.
 """
@@ -13,7 +14,8 @@ from node.health import overall
 
 KINDS = ("status", "telemetry", "alarm", "diag", "cmd", "ack")
 # Each command with the optional string arguments it takes.
-COMMANDS = {"ping": (), "diag": (), "ack-alarm": ("metric",), "rebaseline": ("sensor",)}
+COMMANDS = {"ping": (), "diag": (), "ack-alarm": ("metric",), "rebaseline": ("sensor",), "reboot": (),
+            "resume": ()}
 MAX_COMMAND = const(512)
 MAX_ID = const(64)
 
@@ -26,6 +28,9 @@ _RATE = const(3)  # for degC per minute
 
 def _dumps(obj):
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+encode = _dumps  # a record, once, as it will sit in the queue and in the telemetry message
 
 
 def _r(v, nd):
@@ -88,22 +93,39 @@ def record(up, temps=None, vib=None, trends=None):
     return r
 
 
-def telemetry(boot, seq, records):
-    """records[i] is record number seq + i of this boot."""
+def telemetry(boot, seq, records, t0=None, dropped=None):
+    """records[i] (a dict, or bytes from encode()) is record number seq + i of boot `boot`.
+
+    t0: Unix time in ms at up = 0 of that boot, once the node knows it (a record's wall time is
+    t0 + up). dropped: (boot, seq, n, why) declarations of records the receiver must not wait for.
+    Queued records are bytes and are spliced in as they are, not decoded again.
+    """
     if not records:
         raise ValueError("telemetry needs at least one record")
-    return _dumps({"boot": boot, "seq": seq, "n": len(records), "r": records})
+    head = {"boot": boot, "seq": seq, "n": len(records)}
+    if t0 is not None:
+        head["t0"] = t0
+    if dropped:
+        head["dropped"] = [{"boot": d[0], "seq": d[1], "n": d[2], "why": d[3]} for d in dropped]
+    body = [r if type(r) is bytes else _dumps(r) for r in records]
+    return _dumps(head)[:-1] + b',"r":[' + b",".join(body) + b"]}"
 
 
-def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None, vib=None, baseline=None):
+def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None, vib=None, baseline=None,
+           reason=None, safe=None, config_fallback=None, broker=None):
     """The retained status; 'offline' (the Last Will) carries state, fw, boot only.
 
+    state: "online", "safe_mode" (connected, answering commands, not sampling; `safe` says why) or
+    "offline". reason: why the previous run ended, as the node recorded it (None: nothing recorded,
+    e.g. a power loss). config_fallback: why config.json was rejected while the last known good config
+    runs. broker: "primary" or "backup".
     vib: {accelerometer name: (odr_hz, lo_hz, hi_hz, limited)}, what its velocity band covers.
     baseline: "learning" or "ready" (None when nothing is monitored).
     """
     d = {"state": state, "fw": fw, "boot": boot}
     if state != "offline":
         d["reset"] = reset
+        d["reason"] = reason
         d["ip"] = ip
         d["health"] = health
         d["config_error"] = config_error
@@ -115,6 +137,12 @@ def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None,
             d["vib"] = meta
         if baseline:
             d["baseline"] = baseline
+        if safe:
+            d["safe"] = safe
+        if config_fallback:
+            d["config_fallback"] = config_fallback
+        if broker:
+            d["broker"] = broker
     return _dumps(d)
 
 
@@ -155,10 +183,12 @@ def alarm_state(up, boot, state):
 
 
 def diag(up, fw, boot, reset, sensors, heap_free, rssi, mqtt_reconnects,
-         wifi_reconnects, config_error=None):
+         wifi_reconnects, config_error=None, queue=None, synced=None, failed_boots=None):
     """The diag payload as a dict; health and problems come from health.overall.
 
-    sensors: a list of health.SensorHealth (or a dict of them).
+    sensors: a list of health.SensorHealth (or a dict of them). queue: the store's stats()
+    ({"ram", "flash", "dropped"}); synced: whether the node knows wall time; failed_boots: boots in a
+    row that did not become stable, this one included.
     """
     if type(sensors) is dict:
         sensors = list(sensors.values())
@@ -166,10 +196,17 @@ def diag(up, fw, boot, reset, sensors, heap_free, rssi, mqtt_reconnects,
     per = {}
     for s in sensors:
         per[s.name] = s.as_dict()
-    return {"up": up, "fw": fw, "boot": boot, "reset": reset, "health": state,
-            "problems": problems, "heap_free": heap_free, "rssi": rssi,
-            "mqtt_reconnects": mqtt_reconnects, "wifi_reconnects": wifi_reconnects,
-            "config_error": config_error, "sensors": per}
+    d = {"up": up, "fw": fw, "boot": boot, "reset": reset, "health": state,
+         "problems": problems, "heap_free": heap_free, "rssi": rssi,
+         "mqtt_reconnects": mqtt_reconnects, "wifi_reconnects": wifi_reconnects,
+         "config_error": config_error, "sensors": per}
+    if queue is not None:
+        d["queue"] = queue
+    if synced is not None:
+        d["synced"] = synced
+    if failed_boots is not None:
+        d["failed_boots"] = failed_boots
+    return d
 
 
 def ack(cmd_id, cmd, ok, result=None, error=None):

@@ -109,7 +109,7 @@ def test_telemetry_needs_a_record():
 
 def test_status_online():
     doc = _load(payload.status("online", "0.1.0", 7, "power_on", "10.0.0.23", "ok", None))
-    assert doc == {"state": "online", "fw": "0.1.0", "boot": 7, "reset": "power_on",
+    assert doc == {"state": "online", "fw": "0.1.0", "boot": 7, "reset": "power_on", "reason": None,
                    "ip": "10.0.0.23", "health": "ok", "config_error": None}
     doc = _load(payload.status("online", "0.1.0", 8, "wdt", None, "fault", "device_id: missing"))
     assert doc["config_error"] == "device_id: missing" and doc["ip"] is None
@@ -122,6 +122,45 @@ def test_status_vibration_band_and_baseline():
     assert doc["baseline"] == "learning"
     plain = _load(payload.status("online", "0.1.0", 7, "power_on", None, "ok", None))
     assert "vib" not in plain and "baseline" not in plain
+
+
+def test_status_safe_mode_reason_fallback_and_broker():
+    doc = _load(payload.status("safe_mode", "0.1.0", 9, "wdt", "10.0.0.23", "ok", None,
+                               reason="watchdog: sample", safe="3 failed boots, last: watchdog: sample",
+                               config_fallback="config.json: not valid JSON", broker="backup"))
+    assert doc["state"] == "safe_mode" and doc["reason"] == "watchdog: sample"
+    assert doc["safe"].startswith("3 failed boots") and doc["broker"] == "backup"
+    assert doc["config_fallback"] == "config.json: not valid JSON"
+    plain = _load(payload.status("online", "0.1.0", 7, "power_on", None, "ok", None))
+    for key in ("safe", "config_fallback", "broker"):
+        assert key not in plain
+
+
+def test_telemetry_splices_queued_bytes_with_t0_and_dropped():
+    queued = [payload.encode(payload.record(1000, {"a": 20.5})), payload.encode(payload.record(2000, {"a": 20.75}))]
+    doc = _load(payload.telemetry(3, 40, queued, 1767225600123, [(2, 17, 4, "reset"), (3, 0, 2, "full")]))
+    assert doc["boot"] == 3 and doc["seq"] == 40 and doc["n"] == 2 and doc["t0"] == 1767225600123
+    assert doc["r"] == [{"up": 1000, "t": {"a": 20.5}}, {"up": 2000, "t": {"a": 20.75}}]
+    assert doc["dropped"] == [{"boot": 2, "seq": 17, "n": 4, "why": "reset"}, {"boot": 3, "seq": 0, "n": 2, "why": "full"}]
+    bare = _load(payload.telemetry(3, 40, queued[:1]))
+    assert "t0" not in bare and "dropped" not in bare
+
+
+def test_diag_queue_sync_and_failed_boots():
+    d = payload.diag(1, "0.1.0", 2, "hard", [], 50000, -70, 3, 4, None, {"ram": 2, "flash": 40, "dropped": 0}, True, 1)
+    assert d["queue"] == {"ram": 2, "flash": 40, "dropped": 0} and d["synced"] is True and d["failed_boots"] == 1
+    assert "queue" not in payload.diag(1, "0.1.0", 2, "hard", [], 50000, -70, 3, 4)
+
+
+def test_reboot_and_resume_take_no_arguments():
+    assert payload.parse_command('{"id": "r1", "cmd": "reboot"}') == ("r1", "reboot", {})
+    assert payload.parse_command('{"id": "r2", "cmd": "resume"}') == ("r2", "resume", {})
+    try:
+        payload.parse_command('{"id": "r3", "cmd": "reboot", "delay": "5"}')
+    except payload.CommandError as exc:
+        assert "delay" in str(exc)
+        return
+    raise AssertionError("reboot accepted an argument")
 
 
 def test_status_offline_will():
