@@ -147,3 +147,83 @@ def test_parse_broker_url_rejects(url):
     with pytest.raises(ValueError) as info:
         parse_broker_url(url)
     assert repr(url) in str(info.value) and "\n" not in str(info.value)
+
+
+# --- a half-open broker, and persistent sessions --------------------------------------------
+
+def raw_mqtt_session(server, client_id=b"raw-1"):
+    """A bare TCP socket that has done MQTT CONNECT/CONNACK (keepalive 60 s)."""
+    sock = socket.create_connection((server.host, server.port), timeout=WAIT_S)
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    assert sock.recv(4) == b"\x20\x02\x00\x00"
+    return sock
+
+
+def test_pause_keeps_connections_open_but_answers_nothing(fresh_broker):
+    sock = raw_mqtt_session(fresh_broker)
+    try:
+        sock.sendall(b"\xc0\x00")                            # PINGREQ
+        assert sock.recv(2) == b"\xd0\x00"                   # PINGRESP
+        fresh_broker.pause()
+        assert fresh_broker.paused and fresh_broker.running
+        sock.sendall(b"\xc0\x00")                            # the connection still takes data...
+        sock.settimeout(1.0)
+        with pytest.raises(socket.timeout):                  # ...but nothing comes back
+            sock.recv(2)
+        late = socket.create_connection((fresh_broker.host, fresh_broker.port), timeout=1.0)
+        late.sendall(b"\xc0\x00")                            # TCP accepted by the kernel's backlog
+        late.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            late.recv(2)
+        late.close()
+        fresh_broker.resume()
+        assert not fresh_broker.paused
+        sock.settimeout(WAIT_S)
+        assert sock.recv(2) == b"\xd0\x00"                   # answered once it runs again
+    finally:
+        sock.close()
+
+
+def test_stop_and_restart_work_while_paused(fresh_broker):
+    fresh_broker.pause()
+    fresh_broker.restart()
+    assert fresh_broker.running and not fresh_broker.paused
+    raw_mqtt_session(fresh_broker).close()
+    fresh_broker.pause()
+    fresh_broker.stop()
+    assert not fresh_broker.running
+
+
+def persistent_client(server, client_id, messages):
+    """A paho client with clean_session=False whose messages land in `messages`; connected."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c.on_message = lambda cl, u, msg: messages.put(msg)
+    c.connect(server.host, server.port, keepalive=30)
+    c.loop_start()
+    return c
+
+
+def test_persistent_broker_keeps_queued_messages_through_a_restart(clients):
+    with Mosquitto(persistent=True) as server:
+        messages, subscribed = queue.Queue(), queue.Queue()
+        client_id = f"keeper-{uuid.uuid4().hex[:8]}"
+        sub = persistent_client(server, client_id, messages)
+        sub.on_subscribe = lambda *args: subscribed.put(True)
+        sub.subscribe("floorwatch/s/d/cmd", qos=1)
+        subscribed.get(timeout=WAIT_S)
+        sub.disconnect()
+        sub.loop_stop()
+        clients(server).publish("floorwatch/s/d/cmd", b"while you were away")  # queued for it
+        clients(server).publish("floorwatch/s/d/status", b"online", retain=True)
+        server.restart()
+        sub = persistent_client(server, client_id, messages)
+        try:
+            msg = messages.get(timeout=WAIT_S)
+            assert msg.topic == "floorwatch/s/d/cmd" and msg.payload == b"while you were away"
+        finally:
+            sub.disconnect()
+            sub.loop_stop()
+        late = clients(server)
+        late.subscribe("floorwatch/s/d/status")
+        assert late.next_message().payload == b"online"     # retained messages survive too

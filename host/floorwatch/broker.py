@@ -3,6 +3,10 @@
 Retained status, the Last Will and reconnects are broker behaviour, so we test against the real
 thing rather than a fake. Each Mosquitto() gets its own temp dir (config + log) and port, so
 parallel tests never share state; restart() keeps the port so clients can reconnect to it.
+pause() freezes the process (SIGSTOP) so its TCP connections stay open but nothing answers: a
+half-open broker, as a hung server or a lost NAT mapping looks to a client. `persistent=True`
+keeps retained messages and persistent sessions (clean_session=False, with their queued QoS 1
+messages) across restart(), in the temp dir.
 
     with Mosquitto() as broker:
         host, port = broker.host, broker.port      # or broker.url
@@ -11,6 +15,7 @@ parallel tests never share state; restart() keeps the port so clients can reconn
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -76,9 +81,11 @@ class Mosquitto:
 
     host = "127.0.0.1"
 
-    def __init__(self, port=None, start_timeout=10.0):
+    def __init__(self, port=None, start_timeout=10.0, persistent=False):
         self.port = port
         self.start_timeout = start_timeout
+        self.persistent = persistent
+        self.paused = False
         self._proc = None
         self._dir = None
         self._old_log = ""  # log of earlier temp dirs, so log_text() survives stop()
@@ -130,9 +137,25 @@ class Mosquitto:
             self._dir = None
 
     def restart(self):
-        """Stop and start again on the same port (retained messages are lost: no persistence)."""
+        """Stop and start again on the same port. Clients are disconnected. Without `persistent`
+        the new broker starts empty (retained messages and sessions are lost); with it, mosquitto
+        saves them on the way down and loads them again."""
         self._halt()
         return self.start()
+
+    def pause(self):
+        """Freeze mosquitto (SIGSTOP): connections stay open, nothing is answered, new TCP
+        connections are still accepted by the kernel (they wait in the listen backlog)."""
+        if not self.running:
+            raise BrokerError("mosquitto is not running: nothing to pause")
+        os.kill(self._proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        """Let a paused mosquitto run again (SIGCONT); it answers what waited meanwhile."""
+        if self.paused and self.running:
+            os.kill(self._proc.pid, signal.SIGCONT)
+        self.paused = False
 
     def log_text(self):
         """Everything mosquitto logged so far, across restarts."""
@@ -151,7 +174,14 @@ class Mosquitto:
         lines = [
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
-            "persistence false",
+        ]
+        if self.persistent:
+            # Saved when mosquitto exits (autosave 0), in the temp dir that restart() keeps.
+            lines += ["persistence true", "persistence_location " + os.path.join(self._dir, ""),
+                      "autosave_interval 0"]
+        else:
+            lines.append("persistence false")
+        lines += [
             f"log_dest file {os.path.join(self._dir, 'mosquitto.log')}",
             "log_type error", "log_type warning", "log_type notice", "log_type information",
             "connection_messages true",
@@ -194,6 +224,7 @@ class Mosquitto:
             time.sleep(0.02)
 
     def _halt(self):
+        self.resume()  # a stopped process would not act on SIGTERM
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return

@@ -1,0 +1,266 @@
+"""The real node.link on a simulated board against real mosquittos: restarts, a half-open broker,
+a backup broker, a WiFi outage, commands.
+
+The board runs a small main.py (written to its flash below) that drives a Link the way the node
+does: service(), a publish every `every_ms`, wait(). It keeps its Link and what happened in a
+`probe` module on the board's flash, which the test reads through the board's runtime. Bounds are
+asserted in board time only.
+"""
+
+import json
+import queue
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from floorwatch.broker import Mosquitto
+from floorwatch.sim.board import Board, ScaledClock
+
+pytestmark = pytest.mark.broker
+
+KEEPALIVE_S = 5
+IO_TIMEOUT_S = 5  # link.py's _IO_TIMEOUT_MS
+WALL_S = 40.0  # generous wall-clock limit for any one wait; bounds are asserted in board time
+
+PROBE = """
+link = None
+events = []    # (board ms, connected) at every change
+sent = []      # numbers whose publish was acknowledged
+commands = []  # payloads taken from link.inbox
+"""
+
+MAIN = """
+import json
+import time
+import probe
+from node.link import Link
+
+with open("link.json") as f:
+    cfg = json.load(f)
+link = Link(cfg["device_id"], cfg["wifi"], cfg["brokers"], cfg["will_topic"], "offline", cfg["cmd_topic"])
+probe.link = link
+
+
+def note():
+    if not probe.events or probe.events[-1][1] != link.connected:
+        probe.events.append((time.ticks_ms(), link.connected))
+
+
+link.start()
+n = 0
+due = time.ticks_ms()
+while True:
+    if link.service():
+        link.publish(cfg["will_topic"], "online", True)
+    note()
+    while link.inbox:
+        probe.commands.append(link.inbox.pop(0))
+    if link.connected and time.ticks_diff(time.ticks_ms(), due) >= 0:
+        if link.publish(cfg["data_topic"], str(n)):
+            probe.sent.append(n)
+            n += 1
+        due = time.ticks_add(time.ticks_ms(), cfg["every_ms"])
+        note()
+    link.wait(200)
+"""
+
+
+def broker_entry(server):
+    return {"host": server.host, "port": server.port, "user": None, "password": None, "tls": False,
+            "keepalive_s": KEEPALIVE_S}
+
+
+def wait_for(predicate, timeout=WALL_S):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+class Node:
+    """A board running MAIN with a Link to `servers` (primary first)."""
+
+    def __init__(self, tmp_path, servers, speed=10, every_ms=1000):
+        self.device_id = "link-" + uuid.uuid4().hex[:6]
+        self.topics = {kind: "floorwatch/linktest/%s/%s" % (self.device_id, kind)
+                       for kind in ("status", "cmd", "data")}
+        self.board = Board(self.device_id, seed=3, flash_dir=tmp_path / self.device_id,
+                           clock=ScaledClock(speed))
+        cfg = {"device_id": self.device_id, "brokers": [broker_entry(s) for s in servers],
+               "wifi": {"ssid": self.board.ap.ssid, "password": self.board.ap.password},
+               "will_topic": self.topics["status"], "cmd_topic": self.topics["cmd"],
+               "data_topic": self.topics["data"], "every_ms": every_ms}
+        flash = self.board.flash_dir
+        (flash / "link.json").write_text(json.dumps(cfg))
+        (flash / "probe.py").write_text(PROBE)
+        (flash / "main.py").write_text(MAIN)
+
+    @property
+    def probe(self):
+        return self.board.runtime.modules.get("probe")
+
+    @property
+    def link(self):
+        probe = self.probe
+        return probe.link if probe is not None else None
+
+    def now(self):
+        return self.board.clock.now()
+
+    def connected(self):
+        return self.link is not None and self.link.connected
+
+    def wait_connected(self, value=True, timeout=WALL_S):
+        ok = wait_for(lambda: self.connected() == value or self.board.crashed, timeout)
+        assert self.board.crashed is None, self.board.crashed
+        assert ok, "link never became connected=%s; log:\n%s" % (value, "\n".join(self.board.log[-30:]))
+
+    def wait_sent(self, count, timeout=WALL_S):
+        start = len(self.probe.sent)
+        assert wait_for(lambda: len(self.probe.sent) >= start + count, timeout), self.board.log[-30:]
+
+    def events_after(self, t):
+        return [(ms / 1000, up) for ms, up in list(self.probe.events) if ms / 1000 >= t]
+
+    def __enter__(self):
+        self.board.power_on()
+        return self
+
+    def __exit__(self, *exc):
+        self.board.power_off()
+
+
+class Listener:
+    """A paho subscriber collecting payloads on one topic."""
+
+    def __init__(self, server, topic):
+        self.payloads = queue.Queue()
+        self._subscribed = queue.Queue()
+        self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="l-" + uuid.uuid4().hex[:8])
+        self.mqtt.on_message = lambda c, u, msg: self.payloads.put(msg.payload)
+        self.mqtt.on_subscribe = lambda *args: self._subscribed.put(True)
+        self.mqtt.connect(server.host, server.port, keepalive=30)
+        self.mqtt.loop_start()
+        self.mqtt.subscribe(topic, qos=1)
+        self._subscribed.get(timeout=10)
+
+    def next(self, timeout=WALL_S):
+        return self.payloads.get(timeout=timeout)
+
+    def publish(self, topic, payload):
+        self.mqtt.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
+
+    def close(self):
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+
+@pytest.fixture
+def listeners():
+    made = []
+
+    def make(server, topic):
+        made.append(Listener(server, topic))
+        return made[-1]
+
+    yield make
+    for listener in made:
+        listener.close()
+
+
+def test_reconnects_after_a_broker_restart_and_keeps_publishing(fresh_broker, tmp_path, listeners):
+    with Node(tmp_path, [fresh_broker]) as node:
+        node.wait_connected()
+        node.wait_sent(2)
+        assert node.link.mqtt_reconnects == 0
+        fresh_broker.restart()
+        before = len(node.probe.sent)
+        listener = listeners(fresh_broker, node.topics["data"])
+        node.wait_sent(3)
+        assert node.link.mqtt_reconnects >= 1 and node.link.broker_index == 0
+        got = int(listener.next())
+        assert got >= before - 1  # a number sent after the restart (or the one in flight)
+        assert any("lost" in line for line in node.board.log)
+
+
+def test_a_half_open_broker_is_given_up_within_keepalive_quarter_plus_timeout(fresh_broker, tmp_path):
+    # Publishing rarely, so it is the idle keepalive ping that finds the broker gone.
+    with Node(tmp_path, [fresh_broker], every_ms=600_000) as node:
+        node.wait_connected()
+        time.sleep(0.3)  # a few keepalive rounds at speed 10
+        assert node.connected()
+        paused_at = node.now()
+        fresh_broker.pause()
+        try:
+            node.wait_connected(False)
+            dropped_at = [t for t, up in node.events_after(paused_at) if not up][0]
+            took = dropped_at - paused_at
+            assert 0 <= took <= KEEPALIVE_S / 4 + IO_TIMEOUT_S + 2.0, took
+            assert any("lost" in line and "OSError" in line for line in node.board.log)
+            node.wait_connected(False)
+            time.sleep(1.0)  # an attempt or two against the frozen broker: TCP opens, no CONNACK
+            assert not node.connected()
+        finally:
+            fresh_broker.resume()
+        node.wait_connected()
+        back_at = node.now()
+        time.sleep(1.0)  # about 10 s of board time: several keepalive pings, all answered
+        assert node.events_after(back_at) == [] and node.connected()
+        assert node.link.mqtt_reconnects >= 1
+
+
+def test_switches_to_the_backup_broker_when_the_primary_is_gone(fresh_broker, tmp_path, listeners):
+    with Mosquitto() as backup:
+        with Node(tmp_path, [fresh_broker, backup]) as node:
+            node.wait_connected()
+            assert node.link.broker_index == 0
+            listener = listeners(backup, node.topics["data"])
+            fresh_broker.stop()
+            assert wait_for(lambda: node.connected() and node.link.broker_index == 1)
+            node.wait_sent(2)
+            listener.next()  # the backup carries the node's messages now
+            assert node.link.mqtt_reconnects >= 1
+
+
+def test_the_backup_is_used_when_the_primary_is_down_from_the_start(tmp_path, listeners):
+    with Mosquitto() as backup:
+        primary = Mosquitto()
+        primary.start()
+        primary.stop()  # a port where nothing listens
+        with Node(tmp_path, [primary, backup]) as node:
+            node.wait_connected()
+            assert node.link.broker_index == 1 and node.link.mqtt_reconnects == 0
+            node.wait_sent(1)
+            assert any("mqtt connect to" in line and "failed" in line for line in node.board.log)
+
+
+def test_wifi_outage_rejoins_and_counts_a_wifi_reconnect(fresh_broker, tmp_path):
+    with Node(tmp_path, [fresh_broker], speed=20) as node:
+        node.wait_connected()
+        assert node.link.wifi_reconnects == 0
+        down_at = node.now()
+        node.board.wifi_down()
+        node.wait_connected(False)
+        # Not associated for 20 s of board time: the link re-joins (disconnect + connect).
+        assert wait_for(lambda: any("re-joining" in line for line in node.board.log))
+        assert node.now() - down_at >= 20
+        node.board.wifi_up()
+        node.wait_connected()
+        node.wait_sent(1)
+        assert node.link.wifi_reconnects == 1
+        assert node.link.mqtt_reconnects >= 1
+
+
+def test_a_command_lands_in_the_inbox(fresh_broker, tmp_path, listeners):
+    with Node(tmp_path, [fresh_broker]) as node:
+        node.wait_connected()
+        node.wait_sent(1)  # subscribed by now: the first publish comes after the SUBACK
+        sender = listeners(fresh_broker, "floorwatch/linktest/unused")
+        sender.publish(node.topics["cmd"], b'{"id": "c1", "cmd": "ping"}')
+        assert wait_for(lambda: node.probe.commands)
+        assert node.probe.commands == [b'{"id": "c1", "cmd": "ping"}']
+        assert node.link.dropped_commands == 0
