@@ -1,10 +1,19 @@
-"""The node's main loop: sample on schedule, judge the readings, publish, answer commands.
+"""The node's main loop: sample on schedule, judge the readings, queue them, publish, answer commands.
 
 One blocking loop, as on a bare ESP32: each pass services the link (commands, keepalive), takes the
-readings that are due, hands them to the condition monitor (node.monitor: baselines, trends, alarm
-state), publishes what is queued and sleeps until the next thing is due. Records wait in a small RAM
-queue while the broker is unreachable and go out in order, with their original (boot, seq), once it
-is back. Alarm messages are retained, so the last one always carries the current alarm picture.
+readings that are due, hands them to the condition monitor (node.monitor), adds each record to the
+store-and-forward queue (node.store) and publishes from the queue, oldest first, at a bounded rate.
+A record leaves the queue only after its PUBACK; while the broker is unreachable the queue spills to
+flash. Between passes the loop idles on the MQTT socket until something is due or a command arrives.
+
+Supervision (node.supervisor): the hardware watchdog is fed only while every part of the loop checks
+in on time; the reason for each planned or detected restart is recorded before it happens and shown
+in the next status; three failed boots in a row (boots that never ran stable for _STABLE_MS) start
+the node in safe mode: it connects and answers commands but does not sample, until it has run
+_SAFE_HOLD_MS or the `resume` command restarts it normally. A config.json that cannot be used falls
+back to the last known good one (node.config.load_or_last_good).
+
+`node` (module global) is the running Node, for inspection at the REPL.
 """
 
 import gc
@@ -17,31 +26,42 @@ from node import VERSION, config, health, payload, sensors
 from node.ds18b20 import ProbeBus
 from node.link import Link
 from node.monitor import Monitor
+from node.store import Store
+from node.supervisor import BootRecord, Watchdog
 
-_TICK_MS = const(200)  # longest sleep between passes: bounds command latency
-_QUEUE_MAX = const(64)  # records kept while offline (a later issue spills them to flash)
-_BATCH_MAX = const(8)  # records per telemetry message when catching up
+_IDLE_MAX_MS = const(5000)  # longest idle between passes: keepalive pings and reconnects run in passes
+_BATCH_MAX = const(8)  # records per telemetry message
+_WDT_MS = const(60000)  # hardware watchdog: longer than the slowest pass (a reconnect: several 5 s timeouts)
+_PART_LATE_MS = const(90000)  # a loop part that has not checked in for this long stops the feeding
+_STABLE_MS = const(300000)  # a boot that ran this long counts as good
+_SAFE_HOLD_MS = const(1800000)  # safe mode ends by itself after this long
+_SYNC_RETRY_MS = const(300000)  # NTP: retry while unsynced, ...
+_SYNC_EVERY_MS = const(21600000)  # ... and re-sync this often once synced
 _RESETS = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
 _BASELINE_FILE = "baseline.json"
+_CLOCK_FILE = "clock.json"  # {boot: t0} of recent boots, so records drained after a reboot keep wall time
+_CLOCK_BOOTS = const(8)
+
+node = None
 
 
-def _load_baseline():
-    """The baselines learned before this boot, or None (first boot, or an unreadable file)."""
+def _load_json(path):
+    """The dict stored at path, or None (missing or unreadable file)."""
     try:
-        with open(_BASELINE_FILE) as f:
+        with open(path) as f:
             stored = json.load(f)
         return stored if type(stored) is dict else None
     except (OSError, ValueError):
         return None
 
 
-def _save_baseline(data):
-    # Rare (a baseline completes, or a rebaseline), so flash wear does not matter here.
+def _save_json(path, data):
+    # Rare writes (a baseline completes, the clock is first synced), so flash wear does not matter here.
     try:
-        with open(_BASELINE_FILE, "w") as f:
+        with open(path, "w") as f:
             json.dump(data, f)
     except OSError as exc:
-        print("baseline not saved:", repr(exc))
+        print(path, "not saved:", repr(exc))
 
 
 def _boot_counter():
@@ -76,18 +96,26 @@ class Uptime:
 
 
 class Node:
-    def __init__(self, cfg, config_error, net):
+    def __init__(self, cfg, config_error, net, record, fallback=None):
         self.cfg = cfg
         self.config_error = config_error
+        self.config_fallback = fallback
+        self.record = record
         self.boot = _boot_counter()
         self.reset = _RESETS.get(machine.reset_cause(), "unknown")
         self.uptime = Uptime()
-        self.seq = 0
-        self.queue = []  # encoded records waiting for the broker, oldest first: (seq, record)
+        self.safe = None
+        if record.safe_mode:
+            self.safe = "%d failed boots in a row, last: %s" % (record.failed - 1, record.reason or self.reset)
+        queue = cfg["queue"] if cfg else {"flash_kb": 256, "drain_per_s": 20}
+        self.store = Store(self.boot, flash_bytes=queue["flash_kb"] * 1024, rtc=machine.RTC())
+        self.drain_per_s = queue["drain_per_s"]
+        self.credit = _BATCH_MAX  # records that may go out now (token bucket at drain_per_s)
+        self.credit_at = 0
         self.events = []  # encoded alarm events waiting for the broker
-        if cfg:
+        if cfg and not self.safe:
             self.sensors, self.probe_buses = sensors.build(cfg["sensors"], cfg["machine"]["rpm"])
-            self.monitor = Monitor(cfg, _load_baseline())
+            self.monitor = Monitor(cfg, _load_json(_BASELINE_FILE))
         else:
             self.sensors, self.probe_buses, self.monitor = [], [], None
         self.baseline_shown = None  # the baseline state in the last status published
@@ -96,11 +124,19 @@ class Node:
         for kind in payload.KINDS:
             self.topics[kind] = payload.topic(site, device_id, kind)
         will = payload.status("offline", VERSION, self.boot)
-        self.link = Link(device_id, wifi, broker, self.topics["status"], will, self.topics["cmd"])
+        self.link = Link(device_id, wifi, config.brokers(broker), self.topics["status"], will, self.topics["cmd"])
+        self.ntp_host = cfg["time"]["ntp_host"] if cfg else "pool.ntp.org"
+        self.clocks = _load_json(_CLOCK_FILE) or {}  # str(boot) -> t0 (ms)
+        self.sync_due = 0
         intervals = cfg["intervals"] if cfg else {"temp_s": 10, "vib_s": 30, "diag_s": 60}
         self.every = {name: int(intervals[name] * 1000) for name in ("temp_s", "vib_s", "diag_s")}
         now = time.ticks_ms()
         self.due = {"temp_s": now, "vib_s": now, "diag_s": time.ticks_add(now, self.every["diag_s"])}
+        late = {"link": _PART_LATE_MS, "flush": _PART_LATE_MS}
+        if self.monitor is not None:
+            late["sample"] = max(self.every["temp_s"], self.every["vib_s"]) + _PART_LATE_MS
+        self.watchdog = Watchdog(late, self.uptime())
+        self.dying = None  # the late part once feeding has stopped
 
     # --- sampling ----------------------------------------------------------------------------
     def _is_due(self, name, now):
@@ -112,7 +148,7 @@ class Node:
         return True
 
     def sample(self):
-        if self.cfg is None:
+        if self.monitor is None:
             return
         now = time.ticks_ms()
         want_temp = self._is_due("temp_s", now)
@@ -123,10 +159,7 @@ class Node:
         temps = self._read_temps(trends) if want_temp else None
         vib = self._read_vibration() if want_vib else None
         if temps or vib:
-            self.queue.append((self.seq, payload.record(self.uptime(), temps, vib, trends)))
-            self.seq += 1
-            if len(self.queue) > _QUEUE_MAX:
-                self.queue.pop(0)
+            self.store.add(payload.encode(payload.record(self.uptime(), temps, vib, trends)))
         self._take_events()
 
     def _take_events(self):
@@ -136,7 +169,7 @@ class Node:
             return
         if monitor.baseline_changed:
             monitor.baseline_changed = False
-            _save_baseline(monitor.baseline.to_dict())
+            _save_json(_BASELINE_FILE, monitor.baseline.to_dict())
         if not monitor.events:
             return
         state = monitor.alarms.state()
@@ -171,6 +204,30 @@ class Node:
                 vib[sensor.name] = (a.rms, a.pk, a.cf, a.kurt, a.vel, zone, sensor.limited, rel)
         return vib
 
+    # --- wall time ---------------------------------------------------------------------------
+    def _sync_clock(self):
+        """NTP while online; records keep their uptime and get wall time through t0 = wall - uptime."""
+        if self.ntp_host is None or not self.link.connected or self.uptime() < self.sync_due:
+            return
+        import ntptime
+
+        ntptime.host = self.ntp_host
+        try:
+            ntptime.settime()
+        except Exception as exc:  # OSError, or a bad packet: try again later
+            print("ntp failed:", repr(exc))
+            self.sync_due = self.uptime() + _SYNC_RETRY_MS
+            return
+        self.sync_due = self.uptime() + _SYNC_EVERY_MS
+        t0 = time.time_ns() // 1000000 - self.uptime()
+        key = str(self.boot)
+        old = self.clocks.get(key)
+        self.clocks[key] = t0
+        if old is None or abs(old - t0) > 1000:  # a jump, or the first sync: remember it across a reboot
+            for stale in sorted(self.clocks, key=int)[:-_CLOCK_BOOTS]:
+                del self.clocks[stale]
+            _save_json(_CLOCK_FILE, self.clocks)
+
     # --- reporting ---------------------------------------------------------------------------
     def diag(self):
         healths = [sensor.health for sensor in self.sensors]
@@ -178,6 +235,7 @@ class Node:
             up=self.uptime(), fw=VERSION, boot=self.boot, reset=self.reset, sensors=healths,
             heap_free=gc.mem_free(), rssi=self.link.rssi(), mqtt_reconnects=self.link.mqtt_reconnects,
             wifi_reconnects=self.link.wifi_reconnects, config_error=self.config_error,
+            queue=self.store.stats(), synced=str(self.boot) in self.clocks, failed_boots=self.record.failed,
         )
 
     def status(self):
@@ -187,29 +245,58 @@ class Node:
             if s.kind == "vib":
                 vib[s.name] = (s.spec["odr_hz"], s.band[0], s.band[1], s.limited)
         self.baseline_shown = self._baseline_state()
-        return payload.status("online", VERSION, self.boot, self.reset, self.link.ip(), state,
-                              self.config_error, vib, self.baseline_shown)
+        return payload.status("safe_mode" if self.safe else "online", VERSION, self.boot, self.reset,
+                              self.link.ip(), state, self.config_error, vib, self.baseline_shown,
+                              self.record.reason, self.safe, self.config_fallback,
+                              "backup" if self.link.broker_index else "primary")
 
     def _baseline_state(self):
         if self.monitor is None or not self.sensors:
             return None
         return "learning" if self.monitor.baseline.learning() else "ready"
 
+    def _on_connect(self):
+        link = self.link
+        link.publish(self.topics["status"], self.status(), True)
+        if self.monitor is not None:
+            state = self.monitor.alarms.state()
+            link.publish(self.topics["alarm"], payload.alarm_state(self.uptime(), self.boot, state), True)
+        self.due["diag_s"] = time.ticks_ms()
+
     def flush(self):
         link = self.link
+        if not link.connected:
+            return
         if self.baseline_shown is not None and self._baseline_state() != self.baseline_shown:
             link.publish(self.topics["status"], self.status(), True)
         while self.events and link.publish(self.topics["alarm"], self.events[0], True):
             self.events.pop(0)
-        while self.queue:
-            batch = self.queue[:_BATCH_MAX]
-            msg = payload.telemetry(self.boot, batch[0][0], [record for _, record in batch])
-            if not link.publish(self.topics["telemetry"], msg):
-                return
-            del self.queue[: len(batch)]
+        self._drain()
         if time.ticks_diff(time.ticks_ms(), self.due["diag_s"]) >= 0:
             if link.publish(self.topics["diag"], json.dumps(self.diag())):
                 self.due["diag_s"] = time.ticks_add(time.ticks_ms(), self.every["diag_s"])
+
+    def _drain(self):
+        """Publish queued records, oldest first, at most drain_per_s a second (after an outage the
+        backlog must not crowd out live traffic or flood the broker when a whole fleet comes back)."""
+        store = self.store
+        now = self.uptime()
+        self.credit = min(_BATCH_MAX, self.credit + (now - self.credit_at) * self.drain_per_s / 1000)
+        self.credit_at = now
+        while self.credit >= 1:
+            run = store.peek(min(_BATCH_MAX, int(self.credit)))
+            if run is None:
+                return
+            boot, seq, records = run
+            dropped = store.dropped()
+            t0 = self.clocks.get(str(boot))
+            msg = payload.telemetry(boot, seq, records, t0, dropped)
+            if not self.link.publish(self.topics["telemetry"], msg):
+                return
+            store.done(len(records))
+            if dropped:
+                store.reported(len(dropped))
+            self.credit -= len(records)
 
     # --- commands ----------------------------------------------------------------------------
     def handle_commands(self):
@@ -227,6 +314,11 @@ class Node:
                 continue
             self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, True, result=result))
             self._take_events()
+            if cmd == "reboot":
+                self.restart("command: reboot")
+            elif cmd == "resume":
+                self.record.leave_safe_mode()
+                self.restart("command: resume")
 
     def _run_command(self, cmd, args):
         if cmd == "ping":
@@ -235,41 +327,83 @@ class Node:
             result = self.diag()
             self.link.publish(self.topics["diag"], json.dumps(result))
             return result
+        if cmd == "reboot":
+            return {"restarting": True}
+        if cmd == "resume":
+            if not self.safe:
+                raise ValueError("not in safe mode")
+            return {"restarting": True}
         if self.monitor is None:
-            raise ValueError("not monitoring: " + self.config_error)
+            raise ValueError("not monitoring: " + (self.config_error or "safe mode"))
         if cmd == "ack-alarm":
             return {"acked": self.monitor.ack(args.get("metric"), self.uptime())}
         return {"metrics": self.monitor.rebaseline(args.get("sensor"))}  # "rebaseline"
 
+    # --- supervision -------------------------------------------------------------------------
+    def restart(self, reason):
+        """A planned restart: say why, save the queue's RAM tail, reset."""
+        self.record.ending(reason)
+        self.store.spill()
+        self.link.drop()
+        machine.reset()
+
+    def _supervise(self, wdt):
+        now = self.uptime()
+        late = self.watchdog.late(now)
+        if late is None:
+            wdt.feed()
+        elif self.dying is None:  # stop feeding: the hardware watchdog resets the node shortly
+            self.dying = late
+            self.record.ending("watchdog: " + late)
+            self.store.spill()
+        if self.safe:
+            if now >= _SAFE_HOLD_MS:
+                self.record.leave_safe_mode()
+                self.restart("safe mode: held %d s" % (_SAFE_HOLD_MS // 1000))
+        elif now >= _STABLE_MS:
+            self.record.stable()
+
     # --- main loop ---------------------------------------------------------------------------
     def run(self):
         self.link.start()
+        wdt = machine.WDT(timeout=_WDT_MS)
         while True:
             if self.link.service():
-                self.link.publish(self.topics["status"], self.status(), True)
-                if self.monitor is not None:
-                    state = self.monitor.alarms.state()
-                    self.link.publish(self.topics["alarm"], payload.alarm_state(self.uptime(), self.boot, state), True)
-                self.due["diag_s"] = time.ticks_ms()
+                self._on_connect()
+            self.watchdog.checkin("link", self.uptime())
             self.handle_commands()
             try:
                 self.sample()
-            except Exception as exc:  # a bug in one pass must not stop the node
-                print("sampling failed:", repr(exc))
+                self.watchdog.checkin("sample", self.uptime())
+            except Exception as exc:  # a bug in one pass must not stop the node; the watchdog
+                print("sampling failed:", repr(exc))  # restarts it if sampling keeps failing
+            self._sync_clock()
             self.flush()
-            time.sleep_ms(self._idle_ms())
+            self.watchdog.checkin("flush", self.uptime())
+            self._supervise(wdt)
+            self.link.wait(self._idle_ms())
 
     def _idle_ms(self):
         now = time.ticks_ms()
-        wait = _TICK_MS
-        for name in ("temp_s", "vib_s"):
+        wait = _IDLE_MAX_MS
+        names = ("temp_s", "vib_s") if self.monitor is not None else ()
+        if self.link.connected:  # diag waits for the link, like the backlog
+            names += ("diag_s",)
+        for name in names:
             wait = min(wait, max(0, time.ticks_diff(self.due[name], now)))
+        if self.link.connected:
+            stats = self.store.stats()
+            if stats["ram"] or stats["flash"]:  # a backlog: come back when the next record may go
+                wait = min(wait, max(0, int((1 - self.credit) * 1000 / self.drain_per_s)))
         return wait
 
 
 def run(path="config.json"):
-    cfg, error = config.load(path)
-    if error is None:
+    global node
+    record = BootRecord()
+    record.begin()  # this boot counts as failed until it has run stable
+    cfg, error, fallback = config.load_or_last_good(path)
+    if cfg is not None:
         net = (cfg["device_id"], cfg["site"], cfg["wifi"], cfg["broker"])
     else:
         print("config rejected:", error)
@@ -280,5 +414,9 @@ def run(path="config.json"):
         if net is None:
             print("no usable WiFi/broker settings: staying at the REPL")
             return
-    Node(cfg, error, net).run()
-
+    node = Node(cfg, error, net, record, fallback)
+    try:
+        node.run()
+    except Exception as exc:  # a bug escaped the loop: say so and restart, as a crash on a device would
+        record.ending("crash: " + repr(exc)[:100])
+        machine.reset()

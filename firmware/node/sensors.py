@@ -6,6 +6,7 @@ reads, so a probe plugged in while running is picked up.
 """
 
 import array
+import errno
 import machine
 from micropython import const
 
@@ -118,8 +119,9 @@ def _failed(health, exc):
     """Record a failed read; a device that did not answer at all counts as not present."""
     if isinstance(exc, OSError) and exc.args and isinstance(exc.args[0], int):
         code = exc.args[0]
-        health.fail({19: "not present (ENODEV)", 110: "bus timeout (ETIMEDOUT)"}.get(code, "OSError %d" % code),
-                    False if code == 19 else None)
+        # errno's own numbers: ETIMEDOUT is 116 on the ESP32 (lwIP's), 110 on Linux
+        why = {errno.ENODEV: "not present (ENODEV)", errno.ETIMEDOUT: "bus timeout (ETIMEDOUT)"}
+        health.fail(why.get(code, "OSError %d" % code), False if code == errno.ENODEV else None)
     else:
         reason = str(exc) or exc.__class__.__name__
         health.fail(reason, False if reason in _ABSENT else None)
