@@ -6,7 +6,9 @@ seeded `Machine` per board, so a run with the same seed is the same run.
 
 `mode` is the scenario every board's machine plays: healthy until `onset_s` of board time (10
 simulated minutes by default, time for the node to learn its baseline), then the fault (see
-physics.py). `speed` runs every board's sleeps that many times faster (board.ScaledClock).
+physics.py). `speed` runs every board's sleeps that many times faster (board.ScaledClock), or, as
+"max", puts every board on one shared VirtualClock: board time jumps ahead whenever every board
+waits, so the fleet runs as fast as the host computes (`fleet.vclock` lets a scenario driver join).
 `thresholds` adds to or replaces limits in every board's config, e.g. to put a healthy machine near
 a limit in a test: {"motor.vel": {"warn": 0.9, "alarm": 4.5}}.
 """
@@ -17,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .. import boards
-from .board import Board, ScaledClock, WifiAccessPoint
+from .board import Board, ScaledClock, VirtualClock, WifiAccessPoint
 from .devices.adxl345 import ADXL345
 from .devices.mpu6050 import MPU6050
 from .devices.onewire import DS18B20, make_rom
@@ -37,6 +39,19 @@ SIM_THRESHOLDS = {
 SIM_KURTOSIS = {"warn": 2.0, "alarm": 3.0, "deadband": 0.3, "relative": True, "on_delay_s": 30, "off_delay_s": 60}
 # Where each temperature sensor sits on the machine; unnamed ones read the bearing housing.
 LOCATIONS = ("bearing", "winding", "ambient", "chip")
+
+
+def make_clocks(speed, count):
+    """(shared VirtualClock or None, one clock per board) for a speed: a number >= 1, or "max"."""
+    if speed == "max":
+        vclock = VirtualClock()
+        return vclock, [vclock.board_clock() for _ in range(count)]
+    if isinstance(speed, str):
+        try:
+            speed = float(speed)
+        except ValueError:
+            raise ValueError('speed must be a number or "max", not %r' % speed) from None
+    return None, [ScaledClock(speed) for _ in range(count)]
 
 
 def device_id(index):
@@ -93,10 +108,10 @@ class Fleet:
         self.workdir = Path(workdir or self._tmp)
         self.boards = []
         self.machines = []
-        for index in range(count):
+        self.vclock, clocks = make_clocks(speed, count)
+        for index, clock in enumerate(clocks):
             board_seed = seed * 100003 + index + 1
             ap = WifiAccessPoint("floorwatch-sim", "sim-wifi-%d" % board_seed)
-            clock = ScaledClock(speed)
             machine = Machine.for_scenario(board_seed, mode, onset_s, clock=clock.now)
             board = Board(device_id(index), seed=board_seed, flash_dir=self.workdir / device_id(index),
                           chip=self.board_def["chip"], ap=ap, clock=clock)

@@ -24,9 +24,9 @@ from pathlib import Path
 FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "firmware"
 
 FAKES = ("machine", "network", "time", "micropython", "esp32", "socket", "ssl", "os", "gc", "sys",
-         "random", "onewire", "ds18x20")
+         "random", "onewire", "ds18x20", "select", "ntptime")
 SHARED = ("json", "struct", "math", "array", "binascii", "errno", "hashlib", "collections", "io",
-          "re", "cmath", "heapq", "select")
+          "re", "cmath", "heapq")
 ALIASES = {"u" + name: name for name in FAKES + SHARED}
 
 _code_cache = {}  # path -> (mtime_ns, code): compile each firmware file once for all boards

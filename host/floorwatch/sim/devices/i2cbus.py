@@ -4,6 +4,12 @@ The fake `machine.I2C` of a board delegates every transaction to one I2CBus. Dev
 `read(reg, n) -> bytes` and `write(reg, data)`; the bus decides who answers and how transactions
 fail, so every device model gets the ESP32 hardware-I2C error behaviour for free: an absent or
 unplugged device NACKs its address, which MicroPython reports as OSError(ENODEV).
+
+Fault injection, for tests and chaos campaigns: `fail(addr, code, count)` makes transactions with
+one device raise OSError(code) until `heal(addr)` (or for the next `count` of them) — ENODEV for a
+device that stopped answering, ETIMEDOUT for a bus held low; `inject_error` hits whatever the next
+transactions are, on any address. The error comes before the device sees anything: a failed write
+changes no register.
 """
 
 import errno
@@ -42,6 +48,7 @@ class I2CBus:
         self._devices = {}
         self._pointers = {}
         self._errors = []          # errno codes for the next transactions, in order
+        self._faults = {}          # addr -> [errno code, transactions left or None: until healed]
         self.transactions = 0      # completed or failed transactions (for diagnostics in tests)
 
     def attach(self, device):
@@ -59,17 +66,36 @@ class I2CBus:
         return self._devices.get(addr)
 
     def scan(self):
-        # A scan is an address probe per address; injected errors are left for real transfers.
+        # A scan is an address probe per address; injected errors are left for real transfers,
+        # except that a device failing with ENODEV does not acknowledge its address either.
         return sorted(a for a, d in self._devices.items()
-                      if d.present and SCAN_FIRST <= a <= SCAN_LAST)
+                      if d.present and SCAN_FIRST <= a <= SCAN_LAST
+                      and self._faults.get(a, (None,))[0] != errno.ENODEV)
 
     def inject_error(self, errno_code, count=1):
         self._errors.extend([errno_code] * count)
+
+    def fail(self, addr, errno_code, count=None):
+        """Transactions with `addr` raise OSError(errno_code): the next `count`, or all until heal(addr)."""
+        if count is not None and (type(count) is not int or count < 1):
+            raise ValueError("count must be None or a whole number above 0, not %r" % (count,))
+        self._faults[addr] = [errno_code, count]
+
+    def heal(self, addr):
+        self._faults.pop(addr, None)
 
     def _target(self, addr):
         self.transactions += 1
         if self._errors:
             raise bus_error(self._errors.pop(0))
+        fault = self._faults.get(addr)
+        if fault is not None:
+            code, left = fault
+            if left is not None:
+                if left <= 1 and self._faults.get(addr) is fault:  # not a newer fail() for addr
+                    self._faults.pop(addr, None)
+                fault[1] = left - 1
+            raise bus_error(code)
         dev = self._devices.get(addr)
         if dev is None or not dev.present:
             raise bus_error(errno.ENODEV)

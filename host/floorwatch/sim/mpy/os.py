@@ -1,6 +1,14 @@
 """`os` (uos) for one board: its flash filesystem is a host directory; `/` is the flash root.
 
 Errors are raised as MicroPython raises them: OSError(errno) with the errno as args[0].
+
+Every operation is a board checkpoint, so a power cut (`Board.cut_power_after`) can land on any of
+them. Files opened through `open()` are `File`s: writes go straight through to the host file, and
+a write that the power cut lands on first writes a random-length prefix of its data (none, some or
+all of it), then dies: a torn write, harsher than littlefs (which would roll the file back to its
+last sync) on purpose, so that the firmware's own framing has to find the tear. While the board's
+flash is full (`board.flash_full`) opening for writing and every write fail with OSError(ENOSPC),
+writing nothing.
 """
 
 import errno
@@ -8,6 +16,7 @@ import os as _host_os
 import posixpath
 
 from . import new_module
+from ..board import PowerOff
 
 FLASH_BLOCK, FLASH_BLOCKS = 4096, 512  # a 2 MiB littlefs partition, as on a 4 MiB board
 
@@ -32,9 +41,9 @@ def module(board):
             raise OSError(exc.errno or errno.EIO) from None
 
     def open_file(path, mode="r", *args, **kwargs):
-        if "w" in mode or "a" in mode or "+" in mode:
+        if any(c in mode for c in "wax+"):
             board.check_flash_write()
-        return _call(open, host_path(path), mode, *args)
+        return File(board, _call(open, host_path(path), mode, *args))
 
     def listdir(path=""):
         return sorted(_call(_host_os.listdir, host_path(path or state["cwd"])))
@@ -75,3 +84,87 @@ def module(board):
         sync=lambda: None, urandom=lambda n: bytes(board.rng.getrandbits(8) for _ in range(n)),
         dupterm=lambda stream=None, index=0: None, sep="/",
     )
+
+
+class File:
+    """A file on a board's flash, with the surface of a MicroPython file object.
+
+    write() returns the count and goes through to the host at once, so whatever the firmware
+    wrote is on "flash" when the power goes, and nothing turns up later. write, flush, close and
+    the reads are checkpoints; only a write tears.
+    """
+
+    def __init__(self, board, host_file):
+        self._board = board
+        self._f = host_file
+
+    def write(self, data):
+        board = self._board
+        powered = board.powered
+        try:
+            board.checkpoint()
+        except PowerOff:
+            if powered:  # the power went at this very write, not before it
+                self._tear(data)
+            raise
+        board.check_flash_write()
+        n = self._f.write(data)
+        self._f.flush()
+        return n
+
+    def _tear(self, data):
+        try:
+            if not self._board.flash_full:
+                self._f.write(data[: self._board.rng.randint(0, len(data))])
+        except (OSError, ValueError):
+            pass  # a file not open for writing, or closed: nothing to tear
+        finally:
+            self._f.close()
+
+    def flush(self):
+        self._board.checkpoint()
+        self._f.flush()
+
+    def close(self):
+        try:
+            self._board.checkpoint()
+        finally:
+            self._f.close()  # the data went through already: a cut here loses nothing; twice is fine
+
+    def read(self, size=-1):
+        self._board.checkpoint()
+        return self._f.read(size)
+
+    def readinto(self, buf, size=None):
+        self._board.checkpoint()
+        if size is not None:
+            buf = memoryview(buf)[:size]
+        return self._f.readinto(buf)
+
+    def readline(self, size=-1):
+        self._board.checkpoint()
+        return self._f.readline(size)
+
+    def readlines(self):
+        return list(self)
+
+    def seek(self, offset, whence=0):
+        return self._f.seek(offset, whence)
+
+    def tell(self):
+        return self._f.tell()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line

@@ -6,22 +6,33 @@ Differences from CPython that the firmware (and umqtt.simple) rely on, reproduce
 - a timeout raises OSError(ETIMEDOUT), not socket.timeout;
 - `write(buf, n)` writes the first n bytes of buf, and accepts a str.
 While the board's WiFi link is down nothing gets through: operations fail as the ESP32's lwIP would,
-and the broker only notices through its keepalive timer, as with a real outage.
+and the broker only notices through its keepalive timer, as with a real outage. While the broker is
+unreachable (`board.broker_unreachable()`), TCP to it vanishes: a connect times out, and on a
+connection that was open writes "succeed" and reads time out, for good (a half-open connection).
 
-Timeouts are in board seconds, and board time runs at wall-clock speed while the firmware waits on a
-socket (see board.ScaledClock): at any --speed, a 10 s timeout is 10 s of real network time. The
-host sockets send without Nagle's delay, so umqtt's several small writes per packet do not cost a
-round trip each: waiting on the network is time the simulation cannot speed up.
+Timeouts are in board seconds. Under a ScaledClock board time runs at wall-clock speed while the
+firmware waits on a socket: at any --speed, a 10 s timeout is 10 s of real network time. Under a
+VirtualClock board time stands still while the board waits on its socket for up to IO_GRACE_S of
+wall time (a loopback broker answers far sooner, so its replies take no board time); after that the
+board lets time run (`clock.park`) and the timeout comes in board time. The host sockets send
+without Nagle's delay, so umqtt's several small writes per packet do not cost a round trip each.
 """
 
 import errno
+import math
+import select as _host_select
 import socket as _host
+import time as _host_time
 
 from . import new_module
 
 AF_INET, SOCK_STREAM, SOCK_DGRAM, IPPROTO_TCP = 2, 1, 2, 6
 SOL_SOCKET, SO_REUSEADDR = 1, 4
+CONNECT_TIMEOUT_S = 5.0  # a blocking connect's limit when the firmware set none
+IO_GRACE_S = 0.2  # wall seconds a board waits on a host socket before letting virtual time run
 _SLICE_S = 0.2  # longest host wait between checks for power cuts and resets
+_PARKED_SLICE_S = 0.05  # once time runs: how soon the board sees its board-time deadline come
+_OWN = object()  # "the socket's own timeout"
 
 
 def module(board):
@@ -29,6 +40,16 @@ def module(board):
         board.checkpoint()
         if not board.link_up():
             raise OSError(code)
+
+    def _park(deadline):
+        park = getattr(board.clock, "park", None)
+        if park is not None:
+            park(deadline)
+
+    def _unpark():
+        unpark = getattr(board.clock, "unpark", None)
+        if unpark is not None:
+            unpark()
 
     def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
         _need_link()
@@ -43,24 +64,48 @@ def module(board):
             self._sock = _host.socket(_host.AF_INET, _host.SOCK_STREAM)
             self._sock.setsockopt(_host.IPPROTO_TCP, _host.TCP_NODELAY, 1)  # see the module docstring
             self._timeout = None  # None = blocking forever, 0 = non-blocking
+            self._addr = None  # the peer, once connected
+            self._dead = False  # the peer became unreachable while connected: traffic vanishes for good
             board.sockets.add(self)
 
         # --- lifecycle ---
         def connect(self, addr):
             _need_link()
-            self._sock.settimeout(self._timeout if self._timeout else 5.0)
-            try:
-                self._sock.connect(tuple(addr))
-            except _host.timeout:
+            addr = tuple(addr)
+            timeout = self._timeout if self._timeout else CONNECT_TIMEOUT_S
+            if board.blackholed(addr):  # the SYNs vanish: no real connection is made
+                board.sleep(timeout)
                 raise OSError(errno.ETIMEDOUT)
+            try:
+                self._sock.setblocking(False)
+                code = self._sock.connect_ex(addr)
+                if code in (errno.EINPROGRESS, errno.EAGAIN):
+                    if self._timeout == 0:
+                        raise OSError(errno.EINPROGRESS)
+                    self._wait(self._connected, timeout=timeout)
+                elif code:
+                    raise OSError(code, "")
             except ConnectionRefusedError:
                 raise OSError(errno.ECONNREFUSED)
             except OSError as exc:
+                board.checkpoint()  # a power cut closed it under us (EBADF): report the cut
                 raise OSError(exc.errno or errno.ECONNABORTED)
+            self._addr = addr
+
+        def _connected(self):
+            """One step of a connect in progress: done, or host timeout after the slice."""
+            poller = _host_select.poll()
+            poller.register(self._sock.fileno(), _host_select.POLLOUT)
+            if not poller.poll(math.ceil(self._sock.gettimeout() * 1000)):
+                raise _host.timeout()
+            code = self._sock.getsockopt(_host.SOL_SOCKET, _host.SO_ERROR)
+            if code:
+                raise OSError(code, "")
+            return True
 
         def close(self):
             board.sockets.discard(self)
-            if board.link_up():
+            if board.link_up() and not self._unreachable():
                 self._sock.close()
             else:  # the FIN cannot leave the board: the peer finds out later, as over real WiFi
                 board.orphan_sockets.append(self._sock)
@@ -86,25 +131,67 @@ def module(board):
         def fileno(self):
             return self._sock.fileno()
 
+        # --- reachability (also read by the fake select) ---
+        def _unreachable(self):
+            return self._addr is not None and board.blackholed(self._addr)
+
+        def _vanishing(self):
+            """True once the peer became unreachable while connected; it stays so."""
+            if not self._dead and self._unreachable():
+                self._dead = True
+            return self._dead
+
         # --- I/O ---
-        def _wait(self, op, *args):
-            """Run a host socket call in short slices so power cuts and resets get through."""
-            deadline = None if self._timeout is None else board.clock.now() + self._timeout
-            while True:
-                _need_link(errno.ECONNABORTED)
-                slice_s = _SLICE_S if deadline is None else max(0.0, min(_SLICE_S, deadline - board.clock.now()))
-                self._sock.settimeout(slice_s if self._timeout != 0 else 0.0)
-                try:
-                    return op(*args)
-                except (_host.timeout, BlockingIOError):
-                    if self._timeout == 0:
-                        return None
-                    if deadline is not None and board.clock.now() >= deadline:
-                        raise OSError(errno.ETIMEDOUT)
-                except ConnectionResetError:
-                    raise OSError(errno.ECONNRESET)
-                except BrokenPipeError:
-                    raise OSError(errno.EPIPE)
+        def _wait(self, op, *args, timeout=_OWN, writing=False):
+            """Run a host socket call in short slices so power cuts and resets get through.
+
+            Under a virtual clock the board holds time still for IO_GRACE_S of wall time, then
+            parks: time runs on, and the call times out when board time reaches its deadline.
+            """
+            timeout = self._timeout if timeout is _OWN else timeout
+            deadline = None if timeout is None else board.clock.now() + timeout
+            started = _host_time.monotonic()
+            parked = False
+            try:
+                while True:
+                    _need_link(errno.ECONNABORTED)
+                    if self._vanishing():
+                        return self._vanish(args[0] if writing else None, timeout, deadline)
+                    slice_s = 0.0
+                    if timeout != 0:
+                        slice_s = _PARKED_SLICE_S if parked else _SLICE_S
+                        if deadline is not None:
+                            slice_s = max(0.0, min(slice_s, deadline - board.clock.now()))
+                    try:
+                        self._sock.settimeout(slice_s)
+                        return op(*args)
+                    except (_host.timeout, BlockingIOError):
+                        if timeout == 0:
+                            return None
+                        if deadline is not None and board.clock.now() >= deadline:
+                            raise OSError(errno.ETIMEDOUT)
+                        if not parked and _host_time.monotonic() - started >= IO_GRACE_S:
+                            _park(deadline)
+                            parked = True
+                    except ConnectionResetError:
+                        raise OSError(errno.ECONNRESET)
+                    except BrokenPipeError:
+                        raise OSError(errno.EPIPE)
+                    except OSError as exc:
+                        board.checkpoint()  # a power cut closed it under us (EBADF): report the cut
+                        raise OSError(exc.errno or errno.ECONNABORTED)
+            finally:
+                if parked:
+                    _unpark()
+
+        def _vanish(self, data, timeout, deadline):
+            """Traffic to an unreachable peer: a write "succeeds", a read waits out its timeout."""
+            if data is not None:
+                return len(data)
+            if timeout == 0:
+                return None
+            board.sleep(math.inf if deadline is None else max(0.0, deadline - board.clock.now()))
+            raise OSError(errno.ETIMEDOUT)
 
         def read(self, n=-1):
             if n is None or n < 0:  # everything until end of stream (or, non-blocking, until none waits)
@@ -151,7 +238,7 @@ def module(board):
             data = memoryview(bytes(buf))[: len(buf) if n is None else n]
             sent = 0
             while sent < len(data):
-                count = self._wait(self._sock.send, data[sent:])
+                count = self._wait(self._sock.send, data[sent:], writing=True)
                 if count is None:
                     break
                 sent += count
