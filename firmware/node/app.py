@@ -132,9 +132,8 @@ class Node:
         self.every = {name: int(intervals[name] * 1000) for name in ("temp_s", "vib_s", "diag_s")}
         now = time.ticks_ms()
         self.due = {"temp_s": now, "vib_s": now, "diag_s": time.ticks_add(now, self.every["diag_s"])}
-        late = {"link": _PART_LATE_MS, "flush": _PART_LATE_MS}
-        if self.monitor is not None:
-            late["sample"] = max(self.every["temp_s"], self.every["vib_s"]) + _PART_LATE_MS
+        late = {"link": _PART_LATE_MS, "flush": _PART_LATE_MS,
+                "sample": max(self.every["temp_s"], self.every["vib_s"]) + _PART_LATE_MS}
         self.watchdog = Watchdog(late, self.uptime())
         self.dying = None  # the late part once feeding has stopped
 

@@ -480,6 +480,7 @@ class Board:
         self.ip = "10.77.%d.%d" % ((seed >> 8) & 0xFF, 2 + seed % 250)
         self.rtc_memory = b""
         self.wall_offset = None  # RTC seconds minus board seconds, once the firmware sets the clock
+        self.ticks_origin = 0.0  # board time when ticks_ms() last restarted from 0 (every reset but a soft one)
         self.pins = {}
         self.wlan = self._fresh_wlan()
         self.wifi_connects = 0
@@ -644,6 +645,7 @@ class Board:
         self.reset_cause = PWRON_RESET
         self.rtc_memory = b""
         self.wall_offset = None
+        self.ticks_origin = self.clock.now()
         self.wlan = self._fresh_wlan()
         self._thread = threading.Thread(target=self._live, name="board-" + self.device_id, daemon=True)
         self._thread.start()
@@ -704,9 +706,10 @@ class Board:
 
     def _after_reset(self, cause):
         self.reset_cause = cause
-        if cause != SOFT_RESET:  # a soft reset keeps the WiFi driver's state; the others do not
+        if cause != SOFT_RESET:  # a soft reset keeps the WiFi driver's state and the ticks; the others do not
             self.wlan = self._fresh_wlan()
             self.pins = {}
+            self.ticks_origin = self.clock.now()
 
     def _idle_at_repl(self):
         while True:

@@ -35,11 +35,14 @@ def module(board):
                 board.sleep(charge)
         return clock.now()
 
+    def since_boot():  # ticks restart at every reset but a soft one, as on the ESP32
+        return now() - board.ticks_origin + _ROUNDING_S
+
     def ticks_ms():
-        return int((now() + _ROUNDING_S) * 1000) & TICKS_MAX
+        return int(since_boot() * 1000) & TICKS_MAX
 
     def ticks_us():
-        return int((now() + _ROUNDING_S) * 1_000_000) & TICKS_MAX
+        return int(since_boot() * 1_000_000) & TICKS_MAX
 
     def sleep(seconds):
         board.sleep(seconds)
