@@ -4,6 +4,7 @@ User mistakes (bad options, unreadable files, a missing broker) end in one line 
 status 2 (usage) or 1 (failure), never a traceback.
 """
 
+import os
 import re
 import sys
 
@@ -11,6 +12,7 @@ import click
 
 from . import __version__
 from .broker import BrokerError, parse_broker_url
+from .sim.chaos import CLASSES as FAULT_CLASSES
 from .sim.physics import MODES
 
 SITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -38,27 +40,94 @@ def cli():
     """floorwatch: ESP32 sensor-node firmware tools."""
 
 
+class Speed(click.ParamType):
+    """--speed: a number from 1 to 1000, or "max" (the virtual clock)."""
+
+    name = "speed"
+
+    def convert(self, value, param, ctx):
+        if value == "max":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail("%r is not a number from 1 to 1000, nor max" % value, param, ctx)
+        if not 1 <= number <= 1000:  # nan too
+            self.fail("%s is not in the range 1<=x<=1000 (or max)" % value, param, ctx)
+        return number
+
+
+def _faults(ctx, param, value):
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FAULT_CLASSES]
+    if unknown or not names:
+        raise click.BadParameter("%s: expected a comma-separated list of %s" % (
+            ", ".join(map(repr, unknown)) or "empty", ", ".join(FAULT_CLASSES)))
+    return names
+
+
 @cli.command()
 @click.option("--boards", default=3, show_default=True, type=click.IntRange(1, 10000), help="How many boards to simulate.")
 @click.option("--broker", "broker_url", callback=_broker, metavar="mqtt://HOST:PORT",
               help="Broker to publish to; without it a private mosquitto is started on a free loopback port.")
 @click.option("--duration", default=0.0, type=click.FloatRange(0, None), metavar="SECONDS",
-              help="Stop after this much simulated time (0: run until Ctrl-C).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, None), help="Seed for reproducible signals.")
+              help="Stop after this much simulated time (0: run until Ctrl-C; chaos needs one).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, None), help="Seed for reproducible signals and faults.")
 @click.option("--site", default="sim", show_default=True, callback=_site, help="Site name in the topics.")
-@click.option("--scenario", default="normal", show_default=True, type=click.Choice(MODES),
-              help="What every board's machine does: stay healthy, or develop that fault after --onset.")
+@click.option("--scenario", default="normal", show_default=True, type=click.Choice(MODES + ("chaos",)),
+              help="What every board's machine does: stay healthy, or develop that fault after --onset; "
+                   "chaos: healthy machines, faulty boards, network and broker, and a loss report.")
 @click.option("--onset", default=600.0, show_default=True, type=click.FloatRange(0, None), metavar="SECONDS",
               help="Simulated seconds from power-on until the scenario's fault starts.")
-@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(1, 1000), metavar="X",
-              help="Run the boards' idle time X times faster than real time (1-1000).")
-def sim(boards, broker_url, duration, seed, site, scenario, onset, speed):
-    """Run simulated boards (the real firmware on CPython) with a live table."""
+@click.option("--speed", default="1", show_default=True, type=Speed(), metavar="X|max",
+              help="Run the boards' idle time X times faster than real time (1-1000), or as fast as the "
+                   "host computes (max: a virtual clock; chaos only).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE.json",
+              help="chaos: write the loss report (JSON) here.")
+@click.option("--faults", callback=_faults, metavar="CLASS,...",
+              help="chaos: the fault classes to play, of %s (default: all). Giving broker_restart with "
+                   "--broker is an error; by default it is left out when the broker is not ours." % ", ".join(FAULT_CLASSES))
+@click.option("--intensity", default=1.0, show_default=True, type=click.FloatRange(0, 1000, min_open=True),
+              metavar="X", help="chaos: X times the default fault rates (a few faults per board per day).")
+def sim(boards, broker_url, duration, seed, site, scenario, onset, speed, report_path, faults, intensity):
+    """Run simulated boards (the real firmware on CPython) with a live table, or a chaos campaign."""
+    if scenario == "chaos":
+        return _chaos(boards, broker_url, duration, seed, site, speed, report_path, faults, intensity)
+    for name, given in (("--report", report_path), ("--faults", faults)):
+        if given is not None:
+            raise click.UsageError("%s is for --scenario chaos" % name)
+    if speed == "max":
+        raise click.UsageError("--speed max is for --scenario chaos (the live table runs on scaled time)")
     from .sim import live
 
     views = live.run(boards, broker_url, duration, seed, site, scenario=scenario, speed=speed, onset_s=onset)
     online = sum(1 for v in views if v.records)
     click.echo("%d of %d boards published telemetry; %d records in all" % (online, boards, sum(len(v.records) for v in views)))
+
+
+def _chaos(boards, broker_url, duration, seed, site, speed, report_path, faults, intensity):
+    from rich.console import Console
+    from rich.live import Live
+
+    from .sim import chaos
+
+    if not duration:
+        raise click.UsageError("--duration: chaos needs a duration above 0 (simulated seconds)")
+    if broker_url and faults and "broker_restart" in faults:
+        raise click.UsageError("--faults broker_restart needs the private broker: leave out --broker")
+    if report_path and not os.access(os.path.dirname(os.path.abspath(report_path)), os.W_OK):
+        raise click.UsageError("--report: cannot write %s (no such directory, or not writable)" % report_path)
+    console = Console()
+    with Live(chaos.progress_text(None), console=console, refresh_per_second=2, transient=True) as live:
+        report = chaos.run(boards, duration, seed=seed, site=site, speed=speed, broker_url=broker_url,
+                           classes=faults or chaos.CLASSES, report_path=report_path, intensity=intensity,
+                           progress=lambda campaign: live.update(chaos.progress_text(campaign)))
+    for renderable in chaos.summary(report, report_path):
+        console.print(renderable)
+    if not report["goal_met"]:
+        raise click.ClickException("goal not met: %d records silently lost" % report["totals"]["silently_lost"])
 
 
 from .analyze import command as _analyze  # noqa: E402 (registered after the group exists)
