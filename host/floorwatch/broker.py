@@ -177,8 +177,10 @@ class Mosquitto:
         ]
         if self.persistent:
             # Saved when mosquitto exits (autosave 0), in the temp dir that restart() keeps.
+            # No cap on a session's queue: by default mosquitto drops QoS 1 messages past 1000 queued
+            # for a subscriber that falls behind, which an observer counting every record must not suffer.
             lines += ["persistence true", "persistence_location " + os.path.join(self._dir, ""),
-                      "autosave_interval 0"]
+                      "autosave_interval 0", "max_queued_messages 0"]
         else:
             lines.append("persistence false")
         lines += [
