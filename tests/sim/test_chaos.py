@@ -1,14 +1,18 @@
-"""The chaos campaign's parts: the fault plan (a pure function) and the runner, against fake boards."""
+"""The chaos campaign's parts: the fault plan (a pure function), the runner against fake boards and
+a real one, and the stall guard on a real virtual clock."""
 
 import errno
 import json
+import threading
 from types import SimpleNamespace
 
 import pytest
 
 from floorwatch.ledger import Ledger
 from floorwatch.sim import chaos
+from floorwatch.sim.board import Board, PowerOff, VirtualClock
 from floorwatch.sim.chaos import CLASSES, FAULTS, Campaign, Event, fault_counts, plan
+from floorwatch.sim.chaos.timelines import StallGuard
 from floorwatch.sim.devices.i2cbus import I2CBus, I2CDevice
 
 DAY = 86400.0
@@ -125,37 +129,45 @@ class Sensor(I2CDevice):
         pass
 
 
-class FaultyBus(I2CBus):
-    """An I2C bus with the fault helper's per-device errors, recording them."""
+class HandClock:
+    """Board time that moves only when the board waits, by exactly the time asked."""
 
     def __init__(self):
-        super().__init__()
-        self.failing = {}
+        self.t = 0.0
 
-    def fail(self, addr, code, count):
-        self.failing[addr] = (code, count)
+    def now(self):
+        return self.t
 
-    def heal(self, addr):
-        self.failing.pop(addr, None)
+    def wait(self, seconds, event=None, watch=None):
+        self.t += max(0.0, seconds)
+        return []
+
+
+def read_error(bus, addr):
+    """The errno of a one-byte read from `addr`, or None when it succeeds."""
+    try:
+        bus.readfrom_mem(addr, 0, 1)
+    except OSError as exc:
+        return exc.args[0]
+    return None
 
 
 class FakeBoard:
-    """What the campaign uses of a Board, recording the faults it is given."""
+    """What the campaign uses of a Board, recording the faults it is given (its I2C bus is real)."""
 
-    def __init__(self, device_id, full=True):
+    def __init__(self, device_id):
         self.device_id = device_id
         self.calls = []
         self.running, self.crashed, self.boots, self.flash_full = True, None, 1, False
         self.on_boot_end = []
         self.runtime = SimpleNamespace(modules={})
-        bus = FaultyBus()
+        bus = I2CBus()
         bus.attach(Sensor(0x53))
         self.i2c_buses = {(22, 21): bus}
         self.onewire_buses = {4: SimpleNamespace(devices=[SimpleNamespace(rom=b"\x28\x01")])}
         self.clock = SimpleNamespace(now=lambda: 0.0)
         for name in ("brownout", "hang", "jump_clock", "cut_power_after", "broker_unreachable"):
-            if full or name != "hang":
-                setattr(self, name, lambda *args, name=name: self.calls.append((name,) + args))
+            setattr(self, name, lambda *args, name=name: self.calls.append((name,) + args))
 
     @property
     def powered(self):
@@ -195,7 +207,7 @@ class FakeBoard:
 
 
 def campaign(*boards, broker=None):
-    fleet = SimpleNamespace(boards=list(boards))
+    fleet = SimpleNamespace(boards=list(boards), vclock=None)
     return Campaign(fleet, Ledger("127.0.0.1", 1, site="t"), [], 100.0, broker=broker)
 
 
@@ -218,10 +230,10 @@ def test_sensor_and_i2c_faults_land_on_the_board_s_own_devices():
     run.apply(Event(2, 0, "sensor", "replug", 1))
     assert board.calls == [("unplug", 4, b"\x28\x01"), ("replug", 4, b"\x28\x01")]
     bus = board.i2c_buses[(22, 21)]
-    run.apply(Event(3, 0, "i2c", "fail", (7, "ETIMEDOUT", 5)))
-    assert bus.failing == {0x53: (errno.ETIMEDOUT, 5)}
+    run.apply(Event(3, 0, "i2c", "fail", (7, "ETIMEDOUT", 5)))  # pick 7 of [0x53]
+    assert read_error(bus, 0x53) == errno.ETIMEDOUT
     run.apply(Event(4, 0, "i2c", "heal", 7))
-    assert bus.failing == {}
+    assert read_error(bus, 0x53) is None
 
 
 def test_one_shot_faults_and_a_power_cycle():
@@ -246,13 +258,21 @@ def test_a_cut_that_has_not_landed_by_power_on_time_is_forced():
     assert any("forced" in note for note in run.notes)
 
 
-def test_faults_the_board_cannot_do_are_skipped_with_a_note():
-    board = FakeBoard("b", full=False)
-    run = campaign(board)
+def test_faults_that_cannot_land_are_skipped_with_a_note():
+    off, bare = FakeBoard("off"), FakeBoard("bare")
+    off.running = False                                    # a power cut landed
+    bare.i2c_buses, bare.onewire_buses = {}, {}            # no sensor wired
+    run = campaign(off, bare)
     run.apply(Event(1, 0, "watchdog", "hang", 90.0))
-    run.apply(Event(2, None, "broker_restart", "restart", None))
-    assert run.skipped == {"watchdog": 1, "broker_restart": 1} and not run.applied
-    assert any("hang" in note for note in run.notes) and any("broker" in note for note in run.notes)
+    run.apply(Event(2, 0, "power", "cut", 5))
+    run.apply(Event(3, 1, "sensor", "unplug", 0))
+    run.apply(Event(4, 1, "i2c", "fail", (0, "ENODEV", None)))
+    run.apply(Event(5, None, "broker_restart", "restart", None))
+    assert run.skipped == {"watchdog": 1, "power": 1, "sensor": 1, "i2c": 1, "broker_restart": 1}
+    assert not run.applied and off.calls == [] and bare.calls == []
+    assert sorted(run.notes) == ["broker_restart: no broker of our own to restart", "i2c: board has no I2C device",
+                                 "power: board already off", "sensor: board has no sensors",
+                                 "watchdog: board powered off at the time"]
 
 
 def test_a_broker_restart_restarts_the_broker():
@@ -261,6 +281,28 @@ def test_a_broker_restart_restarts_the_broker():
     run = campaign(FakeBoard("b"), broker=broker)
     run.apply(Event(1, None, "broker_restart", "restart", None))
     assert broker.restarts == 1 and run.applied == {"broker_restart": 1}
+
+
+def test_every_board_fault_lands_on_a_real_board(tmp_path):
+    board = Board("r", seed=1, flash_dir=tmp_path, clock=HandClock())  # never powered on: no firmware runs
+    bus = board.i2c_bus(22, 21)
+    sensor = bus.attach(Sensor(0x53))
+    run = campaign(board)
+    wall = board.wall_time()
+    for event in (Event(1, 0, "wifi", "down", None), Event(1, 0, "unreachable", "down", None),
+                  Event(1, 0, "flash_full", "full", None), Event(1, 0, "sensor", "unplug", 0),
+                  Event(1, 0, "i2c", "fail", (0, "ETIMEDOUT", None)), Event(1, 0, "clock", "jump", -3600.0),
+                  Event(1, 0, "brownout", "brownout", None), Event(1, 0, "watchdog", "hang", 90.0),
+                  Event(1, 0, "power", "cut", 1)):
+        run.apply(event)
+    assert not run.notes and not run.skipped
+    assert set(run.applied) == set(CLASSES) - {"outage", "broker_restart"}
+    assert not board.ap.up and board.blackholed(("127.0.0.1", 1883)) and board.flash_full
+    assert not sensor.present and read_error(bus, 0x53) == errno.ETIMEDOUT
+    assert board.wall_time() == wall - 3600.0
+    with pytest.raises(PowerOff):                          # the cut lands at the next operation
+        board.checkpoint()
+    assert not board.powered
 
 
 def test_ground_truth_follows_each_boot_s_store_to_its_end():
@@ -301,7 +343,7 @@ def test_heal_ends_every_fault_in_force_and_powers_boards_back_on():
     run.heal()
     assert board.calls[-5:] == [("replug", (22, 21), 0x53), ("wifi_up",), ("broker_unreachable", False),
                                 ("power_off",), ("power_on",)]
-    assert board.flash_full is False and board.i2c_buses[(22, 21)].failing == {}
+    assert board.flash_full is False and read_error(board.i2c_buses[(22, 21)], 0x53) is None
     assert crashed.calls[-1] == ("reset",)                 # a firmware at the REPL is booted again
 
 
@@ -326,3 +368,24 @@ def test_the_report_holds_the_books_the_faults_and_the_verdict():
     assert "goal not met: 2 records silently lost (b boot 2 seq 2+2)" in text and "r.json" in text
     run.ledger.record("floorwatch/t/b/telemetry", json.dumps({"boot": 2, "seq": 2, "n": 2, "r": [{}, {}]}))
     assert chaos.summary(run.report())[-1] == "[green]goal met: no record silently lost[/]"
+
+
+# --- the stall guard, on a real virtual clock -----------------------------------------------------
+
+def test_the_stall_guard_resets_a_board_that_holds_virtual_time_still_and_says_where():
+    vclock = VirtualClock()
+    handle = vclock.board_clock()
+    handle.join()                                          # takes part and never waits: time stands still
+    reset = threading.Event()
+    # A firmware busy loop: its frame's file is under firmware/, as the board's modules are.
+    spin = compile("while not reset.is_set():\n    pass\n", "/fw/firmware/node/spin.py", "exec")
+    thread = threading.Thread(target=exec, args=(spin, {"reset": reset}), daemon=True)
+    thread.start()
+    board = SimpleNamespace(device_id="b", clock=handle, running=True, thread=thread, reset=reset.set)
+    guard = StallGuard(SimpleNamespace(vclock=vclock, boards=[board]), wall_s=0.0).start()
+    try:
+        assert reset.wait(30), "the guard never reset the board"
+    finally:
+        guard.stop()
+        reset.set()
+    assert guard.stalls == [{"device": "b", "board_s": 0.0, "where": "node/spin.py:1 <module>"}]

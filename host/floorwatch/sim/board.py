@@ -330,6 +330,11 @@ class ClockHandle:
     def now(self):
         return self.vclock._now
 
+    @property
+    def busy(self):
+        """True while this participant holds time: it takes part and is running, not waiting."""
+        return self._state == _BUSY
+
     def join(self):
         """Take part: board time now waits for this handle whenever it is not waiting."""
         with self.vclock._lock:
@@ -668,6 +673,11 @@ class Board:
     @property
     def running(self):
         return bool(self._thread and self._thread.is_alive())
+
+    @property
+    def thread(self):
+        """The thread that runs the firmware (None before the first power-on), e.g. to see where it is."""
+        return self._thread
 
     def _live(self):
         try:

@@ -65,6 +65,10 @@ class I2CBus:
     def device(self, addr):
         return self._devices.get(addr)
 
+    def addresses(self):
+        """The addresses of the attached devices, plugged in or not, in order."""
+        return sorted(self._devices)
+
     def scan(self):
         # A scan is an address probe per address; injected errors are left for real transfers,
         # except that a device failing with ENODEV does not acknowledge its address either.
