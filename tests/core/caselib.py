@@ -9,3 +9,17 @@ def lcg_noise(n, amp, seed=1):
         x = (x * 75 + 74) % 65537
         out.append((x / 65537 * 2 - 1) * amp)
     return out
+
+
+def fresh_path(data, name):
+    """data/name with no file, .tmp or directory of that name left from an earlier case."""
+    import os
+
+    p = data + "/" + name
+    for q in (p, p + ".tmp"):
+        for rm in (os.remove, os.rmdir):
+            try:
+                rm(q)
+            except OSError:
+                pass
+    return p

@@ -5,6 +5,7 @@ The directory is writable: the last-known-good cases make their own files there.
 """
 import os
 
+from caselib import fresh_path
 from node import config
 
 DATA = None  # set by the runner: a directory holding FILES
@@ -678,15 +679,7 @@ def test_queue_and_time_given():
 # ---- the last known good config ----
 
 def _fresh(name):
-    """DATA/name with no file, .tmp or directory of that name left from earlier."""
-    p = DATA + "/" + name
-    for q in (p, p + ".tmp"):
-        for rm in (os.remove, os.rmdir):
-            try:
-                rm(q)
-            except OSError:
-                pass
-    return p
+    return fresh_path(DATA, name)
 
 
 def _put(p, data):

@@ -6,6 +6,7 @@ uses its own file names and clears them first, so the cases do not depend on the
 import json
 import os
 
+from caselib import fresh_path
 from node import supervisor
 from node.supervisor import BootRecord, Watchdog
 
@@ -14,15 +15,7 @@ FILES = {"keep.txt": "x"}
 
 
 def _path(name):
-    """DATA/name with no leftovers from an earlier run (the file, its .tmp, a directory)."""
-    p = DATA + "/" + name
-    for q in (p, p + ".tmp"):
-        for rm in (os.remove, os.rmdir):
-            try:
-                rm(q)
-            except OSError:
-                pass
-    return p
+    return fresh_path(DATA, name)
 
 
 def _exists(p):

@@ -14,6 +14,7 @@ from floorwatch.sim.board import Board, PowerOff, VirtualClock
 from floorwatch.sim.chaos import CLASSES, FAULTS, Campaign, Event, fault_counts, plan
 from floorwatch.sim.chaos.timelines import StallGuard
 from floorwatch.sim.devices.i2cbus import I2CBus, I2CDevice
+from simlib import HandClock
 
 DAY = 86400.0
 
@@ -127,20 +128,6 @@ class Sensor(I2CDevice):
 
     def write(self, reg, data):
         pass
-
-
-class HandClock:
-    """Board time that moves only when the board waits, by exactly the time asked."""
-
-    def __init__(self):
-        self.t = 0.0
-
-    def now(self):
-        return self.t
-
-    def wait(self, seconds, event=None, watch=None):
-        self.t += max(0.0, seconds)
-        return []
 
 
 def read_error(bus, addr):

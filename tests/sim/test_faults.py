@@ -17,23 +17,10 @@ from floorwatch.sim.board import (HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
 from floorwatch.sim.devices.adxl345 import ADXL345
 from floorwatch.sim.devices.mpu6050 import MPU6050
 from floorwatch.sim.mpy.time import RTC_EPOCH_START
+from simlib import HandClock
 
 SCL, SDA = 22, 21
 RECORD = b"0123456789abcdef"
-
-
-class HandClock:
-    """Board time that moves only when the board waits, by exactly the time asked."""
-
-    def __init__(self):
-        self.t = 0.0
-
-    def now(self):
-        return self.t
-
-    def wait(self, seconds, event=None, watch=None):
-        self.t += max(0.0, seconds)
-        return []
 
 
 def hand_board(tmp_path, seed=1):
