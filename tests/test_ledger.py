@@ -51,6 +51,14 @@ def test_missing_records_inside_declared_ranges_are_counted_by_why(received):
     assert row["silently_lost"] == 0 and row["delivered"] == 12 and row["produced"] == 18
 
 
+def test_an_open_ended_declaration_covers_the_rest_of_its_boot_only(received):
+    declared = {"a": [(1, 4, None, "reset")]}  # n null: seq 4 and everything after it in boot 1
+    books = account({"a": {1: 50, 2: 3}}, {"a": {1: received(0, 1, 2, 3, 7), 2: received(0, 2)}}, declared)
+    row = books["devices"]["a"]
+    assert row["dropped_counted"]["reset"] == 45 and row["delivered"] == 7
+    assert row["silently_lost"] == 1 and books["silently_lost_examples"] == [{"device": "a", "boot": 2, "seq": 1, "n": 1}]
+
+
 def test_a_declared_range_does_not_cover_another_boot(received):
     books = account({"a": {1: 4, 2: 4}}, {"a": {1: received(0, 1, 2, 3), 2: received(0, 3)}},
                     {"a": [(1, 0, 4, "reset")]})

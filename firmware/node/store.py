@@ -22,19 +22,23 @@ Where a queued record lives, oldest first:
 The mark file root/mark (JSON, replaced atomically through mark.tmp) tells the next boot what this
 one may lose: {"boot", "floor", "end", "drop"}. Seqs of this boot below floor were delivered, are
 on flash or were declared when the mark was written; seqs are reserved up to end, `reserve` at a
-time, so the mark is written once per `reserve` records, not per record (flash wear). The next boot
-declares [floor, end) "reset", or, when the RTC blob survived, [its lo, end), lo lowered to the
-first record it restores (those are in RAM only until spilled again). "drop" holds the declarations
-not yet reported; while the mark cannot be written they also ride in the RTC blob.
+time, so the mark (and with it floor) is rewritten once per `reserve` records, not per record
+(flash wear). The next boot declares "reset" from floor on, or, when the RTC blob survived, from
+its lo (lowered to the first record it restores: those are in RAM only until spilled again). The
+range is open-ended (n None): an ended boot numbers nothing more, and while flash could not be
+written (full) it may have run past its reserved end. Boots after the last one that left a mark or
+blob (a boot that died before writing either; boot numbers count every start) are declared whole,
+the most recent _SILENT_BOOTS of them. "drop" holds the declarations not yet reported; while the
+mark cannot be written they also ride in the RTC blob, and a power cut that takes them is covered
+by the open-ended range from the last mark's floor.
 
 RTC blob: b"FWQ1", crc32 of the rest, boot, lo, end (u32 each), the number of declarations (u16),
-the declarations (boot, seq, n u32, why u8), then as many RAM frames as fit, oldest first; lo is
-the first seq of this boot not covered (not delivered, on flash, declared or in the blob).
+the declarations (boot, seq, n u32 (0: open-ended), why u8), then as many RAM frames as fit,
+oldest first; lo is the first seq of this boot not covered (not delivered, on flash, declared or
+in the blob).
 
-Limit: while no flash write succeeds, what the mark should hold (declarations, seqs reserved past
-its end) is in the RTC blob only, until a mark write succeeds again (at the latest when the next
-boot opens the store). A power cut in that time can lose records without a declaration; the
-receiver still sees the gap in seq.
+Limit: more than _SILENT_BOOTS boots in a row that cannot write flash at all, then a power loss,
+leave the oldest of them undeclared; the receiver still sees their boot numbers missing.
 """
 
 import binascii
@@ -51,6 +55,7 @@ _DIGITS = const(10)  # longest number in a frame prefix
 _ENOSPC = const(28)
 _MAGIC = b"FWQ1"
 _WHY = ("full", "reset")
+_SILENT_BOOTS = const(8)  # boots without a mark declared at most, the most recent
 
 
 def _frame(boot, seq, data):
@@ -181,7 +186,7 @@ class Store:
         self._end = 0  # seqs of this boot reserved below this
         self._drops = []  # [boot, seq, n, why] not reported yet, oldest first
         self._shown = 0  # how many of them dropped() handed out: never extended after that
-        self._declared = 0  # records declared by this boot
+        self._dropped = 0  # records this boot dropped because the queue was full
         self._dirty = False  # the mark on flash is out of date (a write failed)
         self._peeked = None  # (boot, seq, n) of the last peek
         self._open()
@@ -204,8 +209,11 @@ class Store:
             for d in blob[3]:
                 if d not in self._drops:
                     self._drops.append(d)
+        # An ended boot numbers no more records, so its "reset" range is open-ended: past its
+        # reserved end too, which it overran if a mark write failed (flash full) before the reset.
+        # (Reopened within the same boot, numbering goes on after the reserved end: [lo, end).)
         if mark is not None and (blob is None or blob[0] != mark[0]):
-            self._declare(mark[0], mark[1], mark[2] - mark[1], "reset")
+            self._declare(mark[0], mark[1], self._upto(mark[0], mark[2], mark[1]), "reset")
         if blob is not None:
             boot, lo, end = blob[0], blob[1], blob[2]
             if mark is not None and mark[0] == boot:
@@ -215,7 +223,14 @@ class Store:
                 if b == boot:
                     lo = min(lo, s)
                     break
-            self._declare(boot, lo, end - lo, "reset")
+            self._declare(boot, lo, self._upto(boot, end, lo), "reset")
+        # Boots since the last one that left a trace (boot numbers count every start) wrote no
+        # mark: whatever they numbered is declared too.
+        traced = [prev[0] for prev in (mark, blob) if prev is not None]
+        if traced:
+            for boot in range(max(min(traced) + 1, self.boot - _SILENT_BOOTS), self.boot):
+                if boot not in traced:
+                    self._declare(boot, 0, None, "reset")
         # Reopened within the same boot: go on after everything that boot may have numbered.
         for prev in (mark, blob):
             if prev is not None and prev[0] == self.boot:
@@ -225,6 +240,10 @@ class Store:
         self._room(0)  # flash_bytes may have shrunk
         self._spill()
         self._mirror()
+
+    def _upto(self, boot, end, lo):
+        """How many records from lo a "reset" of `boot` covers: all later ones once it has ended."""
+        return end - lo if boot == self.boot else None
 
     def _scan(self):
         """Find the segments and their good frames: the (boot, seq) of the newest frame, or None."""
@@ -274,7 +293,7 @@ class Store:
         good = []
         for d in drops if type(drops) is list else ():
             if (type(d) is list and len(d) == 4 and type(d[0]) is int and type(d[1]) is int
-                    and type(d[2]) is int and d[3] in _WHY):
+                    and (type(d[2]) is int or d[2] is None) and d[3] in _WHY):
                 good.append(d)
         return boot, floor, end, good
 
@@ -293,7 +312,7 @@ class Store:
         i = _BLOB_HEAD
         for _ in range(nd):
             b, s, n, why = struct.unpack_from("<IIIB", data, i)
-            drops.append([b, s, n, _WHY[why]])
+            drops.append([b, s, n or None, _WHY[why]])  # 0: open-ended
             i += _DROP
         while i + _HEAD <= len(data):
             n = struct.unpack_from("<H", data, i)[0]
@@ -412,7 +431,7 @@ class Store:
         return ok
 
     def stats(self):
-        return {"ram": len(self._ram), "flash": self._flash, "dropped": self._declared}
+        return {"ram": len(self._ram), "flash": self._flash, "dropped": self._dropped}
 
     # --- flash -----------------------------------------------------------------------------------
     def _spill(self):
@@ -509,11 +528,14 @@ class Store:
 
     # --- declarations and the mark -----------------------------------------------------------------
     def _declare(self, boot, seq, n, why):
-        if n <= 0:
+        """Declare records boot/seq..seq+n-1 (n None: seq and every later one of that boot)."""
+        if n is not None and n <= 0:
             return
-        self._declared += n
+        if why == "full":
+            self._dropped += n
         d = self._drops[-1] if len(self._drops) > self._shown else None
-        if d is not None and d[0] == boot and d[3] == why and d[1] + d[2] == seq:
+        if (n is not None and d is not None and d[2] is not None and d[0] == boot and d[3] == why
+                and d[1] + d[2] == seq):
             d[2] += n  # one declaration per contiguous run
         else:
             self._drops.append([boot, seq, n, why])
@@ -557,7 +579,7 @@ class Store:
             for d in self._drops:
                 if i + _DROP > _RTC_BYTES:
                     break
-                struct.pack_into("<IIIB", buf, i, d[0], d[1], d[2], _WHY.index(d[3]))
+                struct.pack_into("<IIIB", buf, i, d[0], d[1], d[2] or 0, _WHY.index(d[3]))
                 i += _DROP
                 nd += 1
         lo = self.seq

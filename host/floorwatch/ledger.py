@@ -19,6 +19,7 @@ so against a broker with persistence a broker restart loses nothing on the ledge
 """
 
 import json
+import math
 import threading
 import uuid
 from collections import Counter
@@ -137,7 +138,8 @@ def account(produced, received, declared, running=None, examples=5):
 
     produced: {device: {boot: count}} (records 0..count-1 of that boot exist);
     received: {device: {boot: {seq: copies}}} (or a Tally per boot);
-    declared: {device: [(boot, seq, n, why), ...]} (the nodes' drop declarations);
+    declared: {device: [(boot, seq, n, why), ...]} (the nodes' drop declarations; n None: seq and
+    every later record of that boot);
     running: {device: boot} whose count was taken while it ran (later seqs count as after_end).
     Returns {"totals": row, "devices": {device: row}, "silently_lost_examples": [...],
     "unexpected_examples": [...]} where a row holds produced, delivered, duplicates,
@@ -151,7 +153,7 @@ def account(produced, received, declared, running=None, examples=5):
         row = rows[device] = _row()
         ranges = {}
         for boot, seq, n, why in declared.get(device, ()):
-            ranges.setdefault(boot, []).append((seq, seq + n, why))
+            ranges.setdefault(boot, []).append((seq, math.inf if n is None else seq + n, why))
         for spans in ranges.values():
             spans.sort(key=lambda s: (WHYS.index(s[2]) if s[2] in WHYS else len(WHYS), s[0]))
         made, got = produced.get(device, {}), received.get(device, {})
@@ -329,7 +331,8 @@ def _telemetry(body):
     dropped = []
     for item in body.get("dropped") or ():
         fields = [item.get(k) for k in ("boot", "seq", "n")] if isinstance(item, dict) else []
-        if len(fields) != 3 or any(type(v) is not int for v in fields) or not isinstance(item.get("why"), str):
-            return "dropped entries need integer boot, seq, n and a string why"
+        if (len(fields) != 3 or any(type(v) is not int for v in fields[:2]) or not isinstance(item.get("why"), str)
+                or not (fields[2] is None or type(fields[2]) is int)):
+            return "dropped entries need integer boot and seq, an integer or null n, and a string why"
         dropped.append((fields[0], fields[1], fields[2], item["why"]))
     return boot, seq, len(records), dropped

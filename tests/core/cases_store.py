@@ -209,7 +209,7 @@ class _Patch:
 
 def _covered(key, said):
     for d in said:
-        if d[0] == key[0] and d[1] <= key[1] < d[1] + d[2]:
+        if d[0] == key[0] and d[1] <= key[1] and (d[2] is None or key[1] < d[1] + d[2]):
             return True
     return False
 
@@ -246,8 +246,8 @@ def test_a_run_is_one_boot():
     for i in range(3):
         st.add(_rec(100 + i))
     # the mark of boot 1 was written at seq 0: all it reserved is declared, though on flash
-    assert st.dropped() == [(1, 0, 4, "reset")]
-    assert st.stats() == {"ram": 1, "flash": 6, "dropped": 4}
+    assert st.dropped() == [(1, 0, None, "reset")]
+    assert st.stats() == {"ram": 1, "flash": 6, "dropped": 0}  # "dropped" counts "full" only
     assert st.peek(100) == (1, 0, [_rec(i) for i in range(4)])
     st.done(4)
     assert st.peek(100) == (2, 0, [_rec(100), _rec(101), _rec(102)])  # flash, then RAM
@@ -308,25 +308,48 @@ def _boot_one(root, rtc=None):
     return st
 
 
-def test_a_reset_without_rtc_declares_floor_to_end():
+def test_a_reset_without_rtc_declares_from_floor_on():
     root = _fresh("reset")
     _boot_one(root)
     st = Store(2, root, batch=5, reserve=8)  # RAM lost (power loss)
-    assert st.dropped() == [(1, 5, 11, "reset")]  # 10, 11 lost; 12..15 were only reserved
-    assert st.stats() == {"ram": 0, "flash": 10, "dropped": 11}
-    assert _mark(root) == {"boot": 2, "floor": 0, "end": 0, "drop": [[1, 5, 11, "reset"]]}
+    assert st.dropped() == [(1, 5, None, "reset")]  # 10, 11 lost; boot 1 is over: open-ended
+    assert st.stats() == {"ram": 0, "flash": 10, "dropped": 0}
+    assert _mark(root) == {"boot": 2, "floor": 0, "end": 0, "drop": [[1, 5, None, "reset"]]}
     assert _drain(st) == [(1, i, _rec(i)) for i in range(10)]
     for i in range(3):
         st.add(_rec(20 + i))  # RAM only: end 8
     st = Store(3, root, batch=5, reserve=8)
-    assert st.dropped() == [(1, 5, 11, "reset"), (2, 0, 8, "reset")]  # kept until reported
-    assert st.stats()["dropped"] == 8  # this boot's own declarations
+    assert st.dropped() == [(1, 5, None, "reset"), (2, 0, None, "reset")]  # kept until reported
+    assert st.stats()["dropped"] == 0  # nothing dropped for a full queue
     st.reported(1)
-    st = Store(4, root, batch=5, reserve=8)  # boot 3 numbered nothing: nothing to declare
-    assert st.dropped() == [(2, 0, 8, "reset")]
+    # boot 3 numbered nothing, but an ended boot is declared from its floor on whatever it did: its
+    # mark may be stale (a full flash lets it number past its reserved end)
+    st = Store(4, root, batch=5, reserve=8)
+    assert st.dropped() == [(2, 0, None, "reset"), (3, 0, None, "reset")]
     st.reported(5)
     assert st.dropped() == []
-    assert Store(5, root).dropped() == []
+    assert Store(5, root).dropped() == [(4, 0, None, "reset")]
+
+
+def test_a_power_cut_while_flash_is_full_is_declared_whole():
+    root = _fresh("fullcut")
+    st = Store(1, root, batch=2, reserve=4)
+    for i in range(3):
+        st.add(_rec(i))  # 0, 1 on flash, 2 in RAM; the mark written at seq 0 (floor 0, end 4)
+    with _Patch(_Flash()) as flash:
+        flash.all = True  # no flash write succeeds: not the mark, not a segment
+        for i in range(3, 40):
+            st.add(_rec(i))  # past the reserved end; the oldest RAM records are dropped ("full")
+        assert st.seq == 40 and st.stats()["dropped"] > 0
+        Store(2, root, batch=2, reserve=4).add(_rec(100))  # power cut, then a boot that writes nothing
+        Store(3, root, batch=2, reserve=4)  # and another
+    st = Store(4, root, batch=2, reserve=4)  # power cut; flash writable again
+    # boot 1 from its last floor on (its "full" declarations were in RAM only), boots 2 and 3 whole
+    assert st.dropped() == [(1, 0, None, "reset"), (2, 0, None, "reset"), (3, 0, None, "reset")]
+    said = st.dropped()
+    for key in [(1, i) for i in range(40)] + [(2, 0)]:
+        assert _covered(key, said), key
+    assert _drain(st) == [(1, i, _rec(i)) for i in range(2)]
 
 
 def test_a_reset_with_the_rtc_blob_loses_nothing():
@@ -335,9 +358,9 @@ def test_a_reset_with_the_rtc_blob_loses_nothing():
     _boot_one(root, rtc)
     st = Store(2, root, batch=5, reserve=8, rtc=rtc)  # watchdog: RTC memory kept
     # 10 and 11 come back (and are spilled at once); the declaration starts at them, as they were in
-    # RAM only until that spill, and ends at the reserved end
-    assert st.dropped() == [(1, 10, 6, "reset")]
-    assert st.stats() == {"ram": 0, "flash": 12, "dropped": 6}
+    # RAM only until that spill, and is open-ended, as boot 1 is over
+    assert st.dropped() == [(1, 10, None, "reset")]
+    assert st.stats() == {"ram": 0, "flash": 12, "dropped": 0}
     assert _drain(st) == [(1, i, _rec(i)) for i in range(12)]
     # a blob that fails its crc is ignored: same as power loss
     root = _fresh("rtc")
@@ -345,7 +368,7 @@ def test_a_reset_with_the_rtc_blob_loses_nothing():
     _boot_one(root, rtc)
     rtc.data = rtc.data[:30] + bytes([rtc.data[30] ^ 1]) + rtc.data[31:]
     st = Store(2, root, batch=5, reserve=8, rtc=rtc)
-    assert st.dropped() == [(1, 5, 11, "reset")]
+    assert st.dropped() == [(1, 5, None, "reset")]
     assert _drain(st) == [(1, i, _rec(i)) for i in range(10)]
     # reset after a spill reached flash but before the blob was rewritten: no duplicates
     root = _fresh("rtc")
@@ -357,7 +380,7 @@ def test_a_reset_with_the_rtc_blob_loses_nothing():
     st.add(_rec(4))  # spills 0..4
     rtc.data = before  # still holding 0..3
     st = Store(2, root, batch=5, reserve=8, rtc=rtc)
-    assert st.dropped() == [(1, 4, 4, "reset")]
+    assert st.dropped() == [(1, 4, None, "reset")]
     assert _drain(st) == [(1, i, _rec(i)) for i in range(5)]
 
 
@@ -371,18 +394,18 @@ def test_restored_records_keep_their_boot_and_seq():
     with _Patch(_Flash()) as flash:
         flash.segments = True  # the spill at open fails: the records stay in RAM (and the blob)
         st = Store(2, root, batch=8, reserve=4, rtc=rtc)
-        assert st.stats() == {"ram": 3, "flash": 0, "dropped": 4}
-        assert st.dropped() == [(1, 0, 4, "reset")]
+        assert st.stats() == {"ram": 3, "flash": 0, "dropped": 0}
+        assert st.dropped() == [(1, 0, None, "reset")]
         st.add(_rec(100))
         st = Store(3, root, batch=8, reserve=4, rtc=rtc)  # another watchdog reset
         assert st.stats()["ram"] == 4
         flash.segments = False
         assert st.spill() is True
-    assert st.stats() == {"ram": 0, "flash": 4, "dropped": 4}
+    assert st.stats() == {"ram": 0, "flash": 4, "dropped": 0}
     assert st.peek(10) == (1, 0, [_rec(0), _rec(1), _rec(2)])
     st.done(3)
     assert st.peek(10) == (2, 0, [_rec(100)])
-    assert st.dropped() == [(1, 0, 4, "reset"), (2, 0, 4, "reset")]
+    assert st.dropped() == [(1, 0, None, "reset"), (2, 0, None, "reset")]
     assert "9" not in os.listdir(root)  # empty segment file: removed when scanned
 
 
@@ -403,7 +426,7 @@ def test_a_tail_too_big_for_the_rtc_is_spilled_first():
             st.add(big)
         assert st.stats()["ram"] == 7 and len(rtc.data) == 22 + 3 * 310 + 3 * 311
     st = Store(2, root, **kw)  # watchdog: 7..12 come back, 13 does not, and is declared
-    assert st.dropped() == [(1, 7, 93, "reset")]
+    assert st.dropped() == [(1, 7, None, "reset")]
     assert _drain(st) == [(1, i, big) for i in range(13)]
 
 
@@ -413,7 +436,7 @@ def test_reopened_in_the_same_boot_numbering_goes_on():
     for i in range(5):
         st.add(_rec(i))  # 0..3 on flash, 4 in RAM, reserved up to 8
     st = Store(7, root, batch=2, reserve=4)
-    assert st.seq == 8 and st.dropped() == [(7, 4, 4, "reset")]
+    assert st.seq == 8 and st.dropped() == [(7, 4, 4, "reset")]  # the same boot: up to its reserved end
     assert st.add(_rec(8)) == 8
 
 
@@ -579,8 +602,8 @@ def test_declarations_ride_in_the_rtc_blob_while_the_mark_cannot_be_written():
         assert _mark(root) == {"boot": 1, "floor": 0, "end": 0, "drop": []}
         flash.all = False
         st = Store(2, root, batch=2, reserve=4, rtc=rtc)  # a watchdog reset
-    assert st.dropped() == [(1, 0, 2, "full"), (1, 2, 6, "reset")]
-    assert _mark(root)["drop"] == [[1, 0, 2, "full"], [1, 2, 6, "reset"]]
+    assert st.dropped() == [(1, 0, 2, "full"), (1, 2, None, "reset")]
+    assert _mark(root)["drop"] == [[1, 0, 2, "full"], [1, 2, None, "reset"]]
     assert _drain(st) == [(1, i, _rec(i)) for i in range(2, 6)]
     # a later successful mark write takes them over; the blob stops carrying them
     st.add(_rec(0))
