@@ -23,3 +23,18 @@ def fresh_path(data, name):
             except OSError:
                 pass
     return p
+
+
+def exists(path):
+    import os
+
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()

@@ -5,7 +5,7 @@ The directory is writable: the last-known-good cases make their own files there.
 """
 import os
 
-from caselib import fresh_path
+from caselib import exists, fresh_path, read_text
 from node import config
 
 DATA = None  # set by the runner: a directory holding FILES
@@ -688,19 +688,6 @@ def _put(p, data):
     return p
 
 
-def _text(p):
-    with open(p) as f:
-        return f.read()
-
-
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-
-
 class _CountingWrites:
     """Stands in for config.write_atomic, counting the writes it passes on."""
 
@@ -729,12 +716,12 @@ def test_a_good_config_becomes_the_last_good_copy():
     cfg, err, fallback = config.load_or_last_good(path, good)
     assert err is None and fallback is None
     assert cfg == config.load(path)[0] and cfg["device_id"] == "press-07"
-    assert _text(good) == GOOD  # byte for byte what was validated
-    assert not _exists(good + ".tmp")
+    assert read_text(good) == GOOD  # byte for byte what was validated
+    assert not exists(good + ".tmp")
     _put(path, OTHER)  # an edited, still valid config refreshes the copy
     cfg, err, fallback = config.load_or_last_good(path, good)
     assert (cfg["device_id"], err, fallback) == ("press-08", None, None)
-    assert _text(good) == OTHER and not _exists(good + ".tmp")
+    assert read_text(good) == OTHER and not exists(good + ".tmp")
 
 
 def test_the_copy_is_not_rewritten_when_equal():
@@ -751,7 +738,7 @@ def test_the_copy_is_not_rewritten_when_equal():
         config.load_or_last_good(path, good)
         assert writes.paths == [good, good]
     assert config.write_atomic is writes.real
-    assert _text(good) == GOOD
+    assert read_text(good) == GOOD
 
 
 def test_a_bad_config_falls_back_to_the_last_good_one():
@@ -784,7 +771,7 @@ def test_a_bad_config_falls_back_to_the_last_good_one():
         assert fallback.startswith(path + ": cannot read the file"), fallback
         assert not fallback.startswith(path + ": " + path), fallback  # the file is named once
         assert writes.paths == []  # the good copy is never touched by a bad file
-    assert _text(good) == OTHER
+    assert read_text(good) == OTHER
 
 
 def test_a_bad_field_names_the_file_and_the_field():
@@ -809,7 +796,7 @@ def test_neither_file_loads():
             got = config.load_or_last_good(path, good)
             assert got == (None, config.load(path)[1], None), (cfg_text, good_text, got)
             assert type(got[1]) is str and "\n" not in got[1]
-            assert good_text is not None or not _exists(good)  # nothing written
+            assert good_text is not None or not exists(good)  # nothing written
 
 
 def test_a_failed_copy_is_not_fatal():
@@ -822,7 +809,7 @@ def test_a_failed_copy_is_not_fatal():
     finally:
         os.rmdir(good + ".tmp")
     assert (cfg["device_id"], err, fallback) == ("press-08", None, None)
-    assert _text(good) == GOOD  # the old copy is intact
+    assert read_text(good) == GOOD  # the old copy is intact
 
 
 def test_a_directory_in_place_of_a_file():

@@ -6,7 +6,7 @@ uses its own file names and clears them first, so the cases do not depend on the
 import json
 import os
 
-from caselib import fresh_path
+from caselib import exists, fresh_path, read_text
 from node import supervisor
 from node.supervisor import BootRecord, Watchdog
 
@@ -18,26 +18,13 @@ def _path(name):
     return fresh_path(DATA, name)
 
 
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-
-
-def _read(p):
-    with open(p) as f:
-        return f.read()
-
-
 def _write(p, data):
     with open(p, "wb" if type(data) is bytes else "w") as f:
         f.write(data)
 
 
 def _stored(p):
-    return json.loads(_read(p))
+    return json.loads(read_text(p))
 
 
 def _boot(p, max_failed=3):
@@ -52,12 +39,12 @@ def _boot(p, max_failed=3):
 def test_write_atomic_creates_and_replaces_leaving_no_tmp():
     p = _path("atomic.txt")
     supervisor.write_atomic(p, "one")
-    assert _read(p) == "one"
+    assert read_text(p) == "one"
     supervisor.write_atomic(p, "two, longer than one")
-    assert _read(p) == "two, longer than one"
+    assert read_text(p) == "two, longer than one"
     supervisor.write_atomic(p, "3")
-    assert _read(p) == "3"  # no tail of the longer text left behind
-    assert not _exists(p + ".tmp")
+    assert read_text(p) == "3"  # no tail of the longer text left behind
+    assert not exists(p + ".tmp")
 
 
 def test_write_atomic_failure_raises_and_keeps_the_old_file():
@@ -71,16 +58,16 @@ def test_write_atomic_failure_raises_and_keeps_the_old_file():
         pass
     finally:
         os.rmdir(p + ".tmp")
-    assert _read(p) == "old"
+    assert read_text(p) == "old"
 
 
 def test_write_atomic_overwrites_a_torn_tmp():
     p = _path("atomic_torn.txt")
     supervisor.write_atomic(p, "good")
     _write(p + ".tmp", "half a wri")  # what a power cut during the last write leaves
-    assert _read(p) == "good"
+    assert read_text(p) == "good"
     supervisor.write_atomic(p, "next")
-    assert _read(p) == "next" and not _exists(p + ".tmp")
+    assert read_text(p) == "next" and not exists(p + ".tmp")
 
 
 # ---- Watchdog ----
@@ -162,7 +149,7 @@ def test_first_boot_is_a_fresh_start():
     assert (r.failed, r.reason, r.safe_mode) == (1, None, False)
     # Counted as failed on flash at once: a crash right now must count.
     assert _stored(p) == {"failed": 1, "reason": None}
-    assert not _exists(p + ".tmp")
+    assert not exists(p + ".tmp")
 
 
 def test_three_failed_boots_then_safe_mode():
