@@ -27,7 +27,7 @@ from node.ds18b20 import ProbeBus
 from node.link import Link
 from node.monitor import Monitor
 from node.store import Store
-from node.supervisor import BootRecord, Watchdog
+from node.supervisor import BootRecord, Watchdog, write_atomic
 
 _IDLE_MAX_MS = const(5000)  # longest idle between passes: keepalive pings and reconnects run in passes
 _BATCH_MAX = const(8)  # records per telemetry message
@@ -56,10 +56,10 @@ def _load_json(path):
 
 
 def _save_json(path, data):
-    # Rare writes (a baseline completes, the clock is first synced), so flash wear does not matter here.
+    # Rare writes (a baseline completes, the clock is first synced), so flash wear does not matter
+    # here; atomic, so a power cut mid-write leaves the old file rather than a torn one.
     try:
-        with open(path, "w") as f:
-            json.dump(data, f)
+        write_atomic(path, json.dumps(data))
     except OSError as exc:
         print(path, "not saved:", repr(exc))
 

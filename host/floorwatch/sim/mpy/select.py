@@ -68,10 +68,10 @@ def module(board):
                     ready.append((obj, POLLIN))  # TLS data already decrypted: the fd may look idle
                     continue
                 fds[fd] = obj
-                host.register(fd, _to_host(mask))
+                host.register(fd, _translate(mask, _TO_HOST))
             if fds:
                 for fd, revents in host.poll(0):
-                    events = _from_host(revents) & (self._masks[fds[fd]] | POLLERR | POLLHUP | POLLNVAL)
+                    events = _translate(revents, _FROM_HOST) & (self._masks[fds[fd]] | POLLERR | POLLHUP | POLLNVAL)
                     if events:
                         ready.append((fds[fd], events))
             return ready
@@ -82,7 +82,7 @@ def module(board):
             for obj, mask in self._masks.items():
                 fd = obj._sock.fileno()
                 if fd >= 0 and _open(obj) and _reachable(obj):
-                    watch[fd] = _to_host(mask)
+                    watch[fd] = _translate(mask, _TO_HOST)
             return watch
 
         def poll(self, timeout=-1):
@@ -131,17 +131,10 @@ def module(board):
     )
 
 
-def _to_host(mask):
-    host = 0
-    for ours, theirs in _TO_HOST:
-        if mask & ours:
-            host |= theirs
-    return host
-
-
-def _from_host(revents):
-    ours = 0
-    for theirs, value in _FROM_HOST:
-        if revents & theirs:
-            ours |= value
-    return ours
+def _translate(mask, pairs):
+    """mask rewritten bit by bit through (from, to) pairs: ours to the host's poll flags or back."""
+    out = 0
+    for frm, to in pairs:
+        if mask & frm:
+            out |= to
+    return out
