@@ -413,6 +413,7 @@ def run(path="config.json"):
         if net is None:
             print("no usable WiFi/broker settings: staying at the REPL")
             return
+    print("floorwatch", VERSION, "device", net[0])  # the line a deploy waits for on the console
     node = Node(cfg, error, net, record, fallback)
     try:
         node.run()

@@ -18,6 +18,7 @@ class DeviceView:
     def __init__(self, device_id):
         self.device_id = device_id
         self.status = None  # last status payload
+        self.status_at = None  # time.time() it arrived
         self.temps = {}
         self.vib = {}  # accelerometer -> its latest features (rms, vel, zone, ...)
         self.trends = {}  # temperature sensor -> its latest trend (rate, rise, eta)
@@ -110,6 +111,7 @@ class Observer:
 
     def _on_status(self, view, body):
         view.status = body
+        view.status_at = time.time()
         if body.get("health"):
             view.health = body["health"]
 

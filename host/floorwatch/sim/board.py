@@ -465,7 +465,7 @@ class WifiAccessPoint:
 
 class Board:
     def __init__(self, device_id, seed=0, flash_dir=None, chip="esp32", mac=None, ap=None,
-                 clock=None, firmware_dir=None, echo_log=False, log_lines=200):
+                 clock=None, firmware_dir=None, echo_log=False, log_lines=200, console=None):
         if chip not in CHIPS:
             raise ValueError("chip %r is not one of %s" % (chip, ", ".join(CHIPS)))
         self.device_id = device_id
@@ -483,6 +483,9 @@ class Board:
         self.mac = mac or bytes([0x24, 0x6F, 0x28, (seed >> 16) & 0xFF, (seed >> 8) & 0xFF, seed & 0xFF])
         self.ap = ap or WifiAccessPoint("floorwatch-sim", "sim-password")
         self.ip = "10.77.%d.%d" % ((seed >> 8) & 0xFF, 2 + seed % 250)
+        self.console = console  # a serial console (the virtual board's); None: output goes to the log only
+        self.micropython = "1.24.1"  # the MicroPython release the board runs (sys.implementation, os.uname)
+        self.mpy_source = None  # callable(path of a .mpy on flash) -> the source it was compiled from
         self.rtc_memory = b""
         self.wall_offset = None  # RTC seconds minus board seconds, once the firmware sets the clock
         self.ticks_origin = 0.0  # board time when ticks_ms() last restarted from 0 (every reset but a soft one)
@@ -562,7 +565,10 @@ class Board:
         return {"active": False, "target": None, "status": 1000, "since": 0.0, "config": {}}
 
     def print(self, *args, sep=" ", end="\n", file=None, flush=False):
-        line = sep.join(str(a) for a in args) + ("" if end == "\n" else end)
+        text = sep.join(str(a) for a in args)
+        if self.console is not None:
+            self.console.output(text + end)
+        line = text + ("" if end == "\n" else end)
         self.log.append(line)
         if len(self.log) > self.log_lines:
             del self.log[: len(self.log) - self.log_lines]
@@ -670,6 +676,32 @@ class Board:
         self._pending = ResetBoard(cause)
         self._alert.set()  # a sleeping board wakes to take it
 
+    def interrupt(self):
+        """Ctrl-C on the console: KeyboardInterrupt at the firmware's next checkpoint."""
+        if self._pending is None:
+            self._pending = KeyboardInterrupt()
+            self._alert.set()
+
+    def cancel_interrupt(self):
+        """Drop a Ctrl-C that arrived as the code it was meant for ended (the REPL is idle)."""
+        if isinstance(self._pending, KeyboardInterrupt):
+            self._pending = None
+
+    def bootloader(self):
+        """machine.bootloader(): MicroPython stops and the chip restarts into its ROM's download mode."""
+        if self.console is not None:
+            self.console.download_mode()
+        self.halt()
+
+    def halt(self):
+        """The power goes now, from the board's own thread (machine.bootloader(), cut_power_after)."""
+        self._off.set()
+        if hasattr(self.clock, "leave"):
+            self.clock.leave()
+        for sock in list(self.sockets):
+            sock.abort()
+        raise PowerOff()
+
     @property
     def running(self):
         return bool(self._thread and self._thread.is_alive())
@@ -694,10 +726,12 @@ class Board:
             self.runtime = Runtime(self, self.firmware_dir)
             try:
                 try:
-                    self.runtime.run_main()
+                    self.runtime.run_main(main=self.console is None or self.console.runs_main())
                 except Exception:  # the firmware died: MicroPython prints it and sits at the REPL
                     self.crashed = traceback.format_exc()
                     self.print(self.crashed)
+                except KeyboardInterrupt:  # Ctrl-C on the console: MicroPython drops to the REPL
+                    self.print("Traceback (most recent call last):\nKeyboardInterrupt: ")
                 self._boot_ended()  # crashed, or main.py returned: this boot's firmware is done
                 self._idle_at_repl()
             except ResetBoard as reset:
@@ -722,6 +756,10 @@ class Board:
             self.ticks_origin = self.clock.now()
 
     def _idle_at_repl(self):
+        if self.console is not None:
+            self.console.repl(self)  # returns only to soft-reset; a reset or a power cut raises through it
+            self.reset(SOFT_RESET)
+            self.checkpoint()
         while True:
             self.sleep(3600)
 
@@ -778,13 +816,10 @@ class Board:
             if self._cut_after > 0:
                 return False
             self._cut_after = None
-        # What power_off() does, from the board's own thread (which it must not join).
-        self._off.set()
-        if hasattr(self.clock, "leave"):
-            self.clock.leave()
-        for sock in list(self.sockets):
-            sock.abort()
-        return True
+        try:
+            self.halt()
+        except PowerOff:
+            return True
 
     def brownout(self):
         """The supply dips: the board restarts as from a power cycle (reset_cause PWRON_RESET, RTC

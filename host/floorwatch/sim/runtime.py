@@ -76,9 +76,11 @@ class Runtime:
         exec(_compile(path), self._globals("__main__", path))
         return True
 
-    def run_main(self):
+    def run_main(self, main=True):
+        """boot.py, then main.py unless told not to (a soft reset from the raw REPL skips it)."""
         self.run_file("boot.py")
-        self.run_file("main.py")
+        if main:
+            self.run_file("main.py")
 
     # --- import machinery --------------------------------------------------------------------
     def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
@@ -113,6 +115,8 @@ class Runtime:
             base = Path(root) / name.rsplit(".", 1)[-1]
             if base.with_suffix(".py").is_file():
                 return self._exec_module(name, base.with_suffix(".py"), None)
+            if base.with_suffix(".mpy").is_file():  # compiled: run the source it was built from
+                return self._exec_module(name, self._mpy_source(base.with_suffix(".mpy")), None)
             if base.is_dir():
                 init = base / "__init__.py"
                 return self._exec_module(name, init if init.is_file() else None, [str(base)])
@@ -130,6 +134,12 @@ class Runtime:
                 self.modules.pop(name, None)
                 raise
         return module
+
+    def _mpy_source(self, path):
+        source = self.board.mpy_source(path) if self.board.mpy_source else None
+        if source is None:  # what MicroPython says of bytecode it cannot load
+            raise ValueError("incompatible .mpy file")
+        return source
 
     def _globals(self, name, path, module=None):
         namespace = module.__dict__ if module is not None else {}

@@ -136,7 +136,7 @@ def module(board):
 
     return new_module(
         "machine", __doc__, Pin=Pin, I2C=I2C, SoftI2C=SoftI2C, WDT=WDT, RTC=RTC,
-        reset=reset, soft_reset=soft_reset, deepsleep=deepsleep, lightsleep=lightsleep,
+        reset=reset, soft_reset=soft_reset, bootloader=lambda: board.bootloader(), deepsleep=deepsleep, lightsleep=lightsleep,
         idle=lambda: board.sleep(0.001), freq=freq, reset_cause=lambda: board.reset_cause,
         wake_reason=lambda: 0, unique_id=lambda: bytes(board.mac),
         disable_irq=lambda: 0, enable_irq=lambda state=0: None,

@@ -72,7 +72,8 @@ def module(board):
         state["cwd"] = target
 
     def uname():
-        return ("esp32", "esp32", "1.24.1", "v1.24.1 (simulated)", "Simulated %s module" % board.chip.upper())
+        release = board.micropython
+        return ("esp32", "esp32", release, "v%s (simulated)" % release, "Simulated %s module" % board.chip.upper())
 
     return new_module(
         "os", __doc__, open_file=open_file, listdir=listdir, ilistdir=ilistdir, stat=stat,

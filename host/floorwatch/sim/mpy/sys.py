@@ -7,9 +7,11 @@ from . import new_module
 
 class _Implementation:
     name = "micropython"
-    version = (1, 24, 1, "")
-    _machine = "simulated ESP32 module with ESP32"
     _mpy = 6 | (3 << 8)
+
+    def __init__(self, release, chip):
+        self.version = tuple(int(part) for part in release.split(".")[:3]) + ("",)
+        self._machine = "simulated ESP32 module with %s" % chip.upper()
 
 
 def module(board):
@@ -20,8 +22,8 @@ def module(board):
         raise SystemExit(code)
 
     return new_module(
-        "sys", __doc__, implementation=_Implementation(), platform="esp32",
-        version="3.4.0; MicroPython v1.24.1 (simulated)", byteorder="little", maxsize=(1 << 30) - 1,
+        "sys", __doc__, implementation=_Implementation(board.micropython, board.chip), platform="esp32",
+        version="3.4.0; MicroPython v%s (simulated)" % board.micropython, byteorder="little", maxsize=(1 << 30) - 1,
         path=["", ".frozen", "/lib"], argv=[], print_exception=print_exception, exit=exit,
         modules=board.runtime.modules if hasattr(board, "runtime") else {},
     )
