@@ -113,13 +113,19 @@ class Runtime:
         roots = parent.__path__ if parent is not None else self.path
         for root in roots:
             base = Path(root) / name.rsplit(".", 1)[-1]
-            if base.with_suffix(".py").is_file():
-                return self._exec_module(name, base.with_suffix(".py"), None)
-            if base.with_suffix(".mpy").is_file():  # compiled: run the source it was built from
-                return self._exec_module(name, self._mpy_source(base.with_suffix(".mpy")), None)
+            source = self._source(base)
+            if source is not None:
+                return self._exec_module(name, source, None)
             if base.is_dir():
-                init = base / "__init__.py"
-                return self._exec_module(name, init if init.is_file() else None, [str(base)])
+                return self._exec_module(name, self._source(base / "__init__"), [str(base)])
+        return None
+
+    def _source(self, base):
+        """The code for module file `base` (no suffix): base.py, or the source base.mpy was built from."""
+        if base.with_suffix(".py").is_file():
+            return base.with_suffix(".py")
+        if base.with_suffix(".mpy").is_file():
+            return self._mpy_source(base.with_suffix(".mpy"))
         return None
 
     def _exec_module(self, name, path, package_path):
