@@ -70,6 +70,7 @@ class VBoard:
         self._tail = b""
         self._session = False  # a download session is under way on the open port
         self._mpy_index = None
+        self._closed = False
 
     @classmethod
     def start(cls, *args, **kwargs):
@@ -85,6 +86,9 @@ class VBoard:
         self.endpoint.serve(self._on_data, self._on_close)
 
     def close(self):
+        if self._closed:
+            return
+        self._closed = True
         self.endpoint.close()
         self.board.power_off()
         self.console.close()

@@ -5,13 +5,17 @@ import traceback
 from . import new_module
 
 
+# .mpy native-code arch in sys.implementation._mpy bits 10+ (MicroPython's MP_NATIVE_ARCH_*).
+_NATIVE_ARCH = {"esp32": 10, "esp32s3": 10, "esp32c3": 11}  # xtensawin, rv32imc
+
+
 class _Implementation:
     name = "micropython"
-    _mpy = 6 | (3 << 8)
 
     def __init__(self, release, chip):
         self.version = tuple(int(part) for part in release.split(".")[:3]) + ("",)
         self._machine = "simulated ESP32 module with %s" % chip.upper()
+        self._mpy = 6 | (3 << 8) | (_NATIVE_ARCH[chip] << 10)  # .mpy version 6.3
 
 
 def module(board):
