@@ -130,9 +130,33 @@ def _chaos(boards, broker_url, duration, seed, site, speed, report_path, faults,
         raise click.ClickException("goal not met: %d records silently lost" % report["totals"]["silently_lost"])
 
 
-from .analyze import command as _analyze  # noqa: E402 (registered after the group exists)
+@cli.command("boards")
+def boards_command():
+    """The board definitions (boards/*.json): chip, flash, image offset, mpy arch, pins."""
+    from rich.console import Console
+    from rich.table import Table
 
-cli.add_command(_analyze)
+    from . import boards
+    table = Table("board", "chip", "flash", "image at", "mpy arch", "I2C SDA/SCL", "1-Wire", "LED", "name")
+    for name in boards.names():
+        b = boards.load(name)
+        pins = b["pins"]
+        table.add_row(name, b["chip"], b["flash_size"], "%#x" % b["image_offset"], b["mpy_arch"],
+                      "%d/%d" % (pins["i2c_sda"], pins["i2c_scl"]), str(pins["onewire"]),
+                      "-" if pins["led"] is None else "%d (%s)" % (pins["led"], b["led_type"]), b["name"])
+    Console().print(table)
+
+
+# The technician's and the developer's commands, each defined beside what it drives.
+from .analyze import command as _analyze  # noqa: E402 (registered after the group exists)
+from .deploy import command as _deploy  # noqa: E402
+from .flash import command as _flash  # noqa: E402
+from .ports import command as _ports  # noqa: E402
+from .provision import command as _provision  # noqa: E402
+from .vboard.command import command as _vboard  # noqa: E402
+
+for _command in (_analyze, _ports, _flash, _deploy, _provision, _vboard):
+    cli.add_command(_command)
 
 
 def main(argv=None):
