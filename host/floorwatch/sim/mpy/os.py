@@ -11,6 +11,7 @@ flash is full (`board.flash_full`) opening for writing and every write fail with
 writing nothing.
 """
 
+import collections
 import errno
 import os as _host_os
 import posixpath
@@ -19,6 +20,7 @@ from . import new_module
 from ..board import PowerOff
 
 FLASH_BLOCK, FLASH_BLOCKS = 4096, 512  # a 2 MiB littlefs partition, as on a 4 MiB board
+_UName = collections.namedtuple("uname_result", "sysname nodename release version machine")  # MicroPython's attrtuple
 
 
 def module(board):
@@ -73,7 +75,7 @@ def module(board):
 
     def uname():
         release = board.micropython
-        return ("esp32", "esp32", release, "v%s (simulated)" % release, "Simulated %s module" % board.chip.upper())
+        return _UName("esp32", "esp32", release, "v%s (simulated)" % release, "Simulated %s module" % board.chip.upper())
 
     return new_module(
         "os", __doc__, open_file=open_file, listdir=listdir, ilistdir=ilistdir, stat=stat,
