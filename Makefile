@@ -1,4 +1,4 @@
-# floorwatch: `make test` runs every test, `make sim` runs three simulated nodes against a
+# floorwatch: `make test` runs every test (the HIL suite on a virtual board), `make sim` runs three simulated nodes against a
 # local mosquitto (extra arguments: make sim SIM_ARGS="...").
 PYTHON   ?= python3
 VENV     := .venv
@@ -7,8 +7,9 @@ SIM_ARGS ?=
 
 .PHONY: test sim bench bench-chaos venv mosquitto clean distclean
 
+# --board virtual: the HIL suite (tests/hil) runs against a virtual board too.
 test: venv mosquitto
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --board virtual
 
 sim: venv mosquitto
 	$(BIN)/floorwatch sim --boards 3 $(SIM_ARGS)

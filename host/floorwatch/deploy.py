@@ -435,6 +435,17 @@ def installed(port, timeout=REPL_TIMEOUT_S):
             "config_sha256": config_hash, "micropython": release, "mac": mac}
 
 
+def reset(port, timeout=REPL_TIMEOUT_S):
+    """Restart the board on `port` as `mpremote reset` does (machine.reset() from the raw REPL)."""
+    transport = _connect(port, timeout)
+    try:
+        transport.exec_raw_no_follow(RESET_CODE)
+    except (TransportError, serial.SerialException) as exc:
+        raise DeployError(f"lost the board on {port}: {_one_line(exc)}") from None
+    finally:
+        _close(transport)
+
+
 # --- the command --------------------------------------------------------------------------------
 @click.command("deploy")
 @click.option("--port", required=True, metavar="PORT",

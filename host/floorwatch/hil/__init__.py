@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop testing: the pytest plugin (plugin.py) that tests/hil/ runs on real or virtual boards."""
