@@ -24,7 +24,9 @@ Promises (K = the broker's keepalive_s, at least 5 s; T = _IO_TIMEOUT_MS = 5 s):
 - WiFi: the ESP32 driver retries by itself; when the station has not been associated for 20 s,
   the link re-joins (disconnect + connect), then again after 20 s plus a growing pause (1-2 s,
   doubling up to 60-120 s), in case the driver got stuck. The MQTT connection is closed at once
-  when association is lost.
+  when association is lost. For 5 s after each join, an idle loop looks for the association every
+  250 ms, so the broker connection follows it within about 0.25 s; a disconnected idle never
+  sleeps past the next broker attempt.
 - publish() returns True only after the broker's PUBACK (QoS 1). False means the message may or
   may not have reached the broker: the caller keeps it and sends it again later (duplicates are
   possible and identifiable by the payload's (boot, seq); loss is not).
@@ -58,6 +60,8 @@ from node.backoff import Backoff
 
 _IO_TIMEOUT_MS = const(5000)
 _WIFI_GRACE_MS = const(20000)
+_ASSOC_WATCH_MS = const(5000)  # after a join, look this long for the association (usually 1-3 s) ...
+_ASSOC_POLL_MS = const(250)  # ... this often, so the broker connection follows it promptly
 _INBOX_MAX = const(8)
 
 
@@ -149,7 +153,7 @@ class Link:
         self._wifi_ever_up = False
         self._mqtt_backoff = Backoff(1000, 60000, _rand)
         self._wifi_backoff = Backoff(2000, 120000, _rand)
-        self._next_try = self._rejoin_at = time.ticks_ms()
+        self._next_try = self._rejoin_at = self._joined_at = time.ticks_ms()
 
     # --- public ------------------------------------------------------------------------------
     def start(self):
@@ -203,11 +207,26 @@ class Link:
         """Idle up to ms. While connected, return True early when the broker sent something (or
         closed the connection), and never idle past the next keepalive ping."""
         if not self.connected:
-            time.sleep_ms(ms)
+            self._wait_offline(ms)
             return False
         due = time.ticks_add(self._stream.last_out, self.client.keepalive * 250)
         ms = max(0, min(ms, time.ticks_diff(due, time.ticks_ms())))
         return bool(self._poll.poll(ms))
+
+    def _wait_offline(self, ms):
+        """Idle up to ms while disconnected, but not past the next broker attempt, and, shortly
+        after a WiFi join, not long past the association (MicroPython has no event for it)."""
+        end = time.ticks_add(time.ticks_ms(), ms)
+        if self.wlan.isconnected():
+            if time.ticks_diff(self._next_try, end) < 0:
+                end = self._next_try
+        else:
+            watch_end = time.ticks_add(self._joined_at, _ASSOC_WATCH_MS)
+            while time.ticks_diff(watch_end, time.ticks_ms()) > 0 and time.ticks_diff(end, time.ticks_ms()) > 0:
+                time.sleep_ms(min(_ASSOC_POLL_MS, time.ticks_diff(end, time.ticks_ms())))
+                if self.wlan.isconnected():
+                    return
+        time.sleep_ms(max(0, time.ticks_diff(end, time.ticks_ms())))
 
     def drop(self):
         """Close the MQTT connection without DISCONNECT (so the broker sends the Last Will) and
@@ -220,6 +239,7 @@ class Link:
 
     # --- WiFi --------------------------------------------------------------------------------
     def _join(self):
+        self._joined_at = time.ticks_ms()
         try:
             self.wlan.connect(self.wifi["ssid"], self.wifi["password"])
         except OSError as exc:  # e.g. the driver's "Wifi Internal State Error": try again later

@@ -63,7 +63,7 @@ while True:
             n += 1
         due = time.ticks_add(time.ticks_ms(), cfg["every_ms"])
         note()
-    link.wait(200)
+    link.wait(cfg["wait_ms"])
 """
 
 
@@ -84,7 +84,7 @@ def wait_for(predicate, timeout=WALL_S):
 class Node:
     """A board running MAIN with a Link to `servers` (primary first)."""
 
-    def __init__(self, tmp_path, servers, speed=10, every_ms=1000):
+    def __init__(self, tmp_path, servers, speed=10, every_ms=1000, wait_ms=200):
         self.device_id = "link-" + uuid.uuid4().hex[:6]
         self.topics = {kind: "floorwatch/linktest/%s/%s" % (self.device_id, kind)
                        for kind in ("status", "cmd", "data")}
@@ -93,7 +93,7 @@ class Node:
         cfg = {"device_id": self.device_id, "brokers": [broker_entry(s) for s in servers],
                "wifi": {"ssid": self.board.ap.ssid, "password": self.board.ap.password},
                "will_topic": self.topics["status"], "cmd_topic": self.topics["cmd"],
-               "data_topic": self.topics["data"], "every_ms": every_ms}
+               "data_topic": self.topics["data"], "every_ms": every_ms, "wait_ms": wait_ms}
         flash = self.board.flash_dir
         (flash / "link.json").write_text(json.dumps(cfg))
         (flash / "probe.py").write_text(PROBE)
@@ -264,3 +264,12 @@ def test_a_command_lands_in_the_inbox(fresh_broker, tmp_path, listeners):
         assert wait_for(lambda: node.probe.commands)
         assert node.probe.commands == [b'{"id": "c1", "cmd": "ping"}']
         assert node.link.dropped_commands == 0
+
+
+def test_an_idle_link_connects_soon_after_the_wifi_associates(fresh_broker, tmp_path):
+    # The loop idles 5 s a pass; the link must not sleep through the association for that long.
+    with Node(tmp_path, [fresh_broker], speed=1, every_ms=60000, wait_ms=5000) as node:
+        node.wait_connected()
+        first_up = next(ms for ms, up in node.probe.events if up) / 1000
+    associate = node.board.ap.connect_s
+    assert associate <= first_up < associate + 0.25 + 0.5, first_up  # a poll period, plus connect and CONNACK
