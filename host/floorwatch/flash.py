@@ -18,6 +18,11 @@ and turns failures into one line:
 7. Reset into the new firmware: a hard reset by RTS; a socket has no RTS, so there the loader is
    asked to leave download mode itself.
 
+esptool 5.x builds a hex dump of every packet it sends and receives for its trace even when
+tracing is off (f-strings format its lazy HexFormatter at once): some 2 s of CPU per 1.5 MB
+written, which serialises parallel flashes on the interpreter lock. We never trace, so while this
+module is loaded a HexFormatter formats as its length only (`_no_hex_dumps`).
+
 esptool logs through one process-wide logger (esptool issue #1102: progress bars of parallel
 flashes get mixed up). This module installs one logger of its own, `_Router`, that hands each
 message and progress update to the flash running in the calling thread, so boards can be flashed
@@ -33,6 +38,7 @@ from pathlib import Path
 
 import click
 from esptool import cmds
+from esptool import loader as esptool_loader
 from esptool.loader import ESPLoader
 from esptool.logger import TemplateLogger, log as esptool_log
 from esptool.util import FatalError, flash_size_bytes
@@ -165,6 +171,13 @@ class _Router(TemplateLogger):
         pass
 
 
+def _no_hex_dumps():
+    def short(formatter, spec=""):
+        return "<%d bytes>" % len(formatter._s)
+    esptool_loader.HexFormatter.__format__ = short
+    esptool_loader.HexFormatter.__str__ = short
+
+
 _install_lock = threading.Lock()
 _installed = False
 
@@ -174,6 +187,7 @@ def _install_router():
     with _install_lock:
         if not _installed:
             esptool_log.set_logger(_Router())  # esptool's documented way to redirect its output
+            _no_hex_dumps()
             _installed = True
 
 
