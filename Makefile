@@ -15,8 +15,9 @@ sim: venv mosquitto
 	$(BIN)/floorwatch sim --boards 3 $(SIM_ARGS)
 
 # Measurements, not tests: each script prints its figures and writes JSON to bench/results/.
-bench: venv
+bench: venv mosquitto
 	$(BIN)/python bench/vibration.py
+	$(BIN)/python bench/provision.py
 
 # Issue 4's goal, measured: 100 boards through 24 simulated hours of faults (about 20 minutes).
 bench-chaos: venv mosquitto

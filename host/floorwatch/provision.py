@@ -39,7 +39,9 @@ The fleet file (TOML):
 """
 
 import concurrent.futures
+import contextlib
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -203,28 +205,33 @@ class History:
 # --- one board -----------------------------------------------------------------------------------
 def provision_board(port, spec, image, build, identities, observer, history,
                     report=lambda stage, done=0, total=0: None):
-    """Bring the board on `port` to the fleet's state; returns its inventory record."""
+    """Bring the board on `port` to the fleet's state; returns its inventory record, with the
+    seconds each stage took in `stages` and the stages that wrote to the board in `steps`."""
     board_def = spec["board_def"]
     record = {"port": port, "usb": history.usb_of(port), "board": board_def["id"], "result": "failed",
-              "error": None, "steps": [], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "error": None, "steps": [], "stages": {}, "version": build["version"], "app": build["app"],
+              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    stage = functools.partial(_stage, record, report)
     started = time.monotonic()
     try:
-        record.update(version=build["version"], app=build["app"])
-        report("checking")
-        settled = _settled(port, spec, image, build, identities, observer, history)
+        with stage("checking"):
+            settled = _settled(port, spec, image, build, identities, observer, history)
         if settled is not None:  # the node says it runs all of it: leave the board alone
             record.update(settled, result="unchanged")
             return record
-        found = _look(port)
+        with stage("looking"):
+            found = _look(port)
         wanted_mp = image["version"] if image else None
         if found is None or (wanted_mp and found["micropython"] != wanted_mp):
             if image is None:
                 raise ProvisionError("the board runs no MicroPython: give --firmware")
-            result = flash.flash(port, board_def["id"], image["path"],
-                                 progress=lambda done, total, stage: report("flashing", done, total))
+            with stage("flashing"):
+                result = flash.flash_in_process(port, board_def["id"], image["path"],
+                                                progress=lambda done, total, _: report("flashing", done, total))
             record["steps"].append("flash")
             record.update(chip=result["chip"], revision=result.get("revision"), firmware_md5=result["md5"])
-            found = _look(port, wait=True)
+            with stage("rebooting"):
+                found = _look(port, wait=True)
             if found is None:
                 raise ProvisionError("no MicroPython REPL after flashing")
         record.update(mac=found["mac"], micropython=found["micropython"])
@@ -233,17 +240,28 @@ def provision_board(port, spec, image, build, identities, observer, history,
         cfg = node_config(spec, device_id, password)
         since = time.time()
         if found["app"] != build["app"] or found["config_sha256"] != deploy.config_sha256(cfg):
-            deploy.deploy(port, cfg, board=board_def["id"],
-                          progress=lambda done, total, what: report("deploying", done, total))
+            with stage("deploying"):
+                deploy.deploy(port, cfg, board=board_def["id"],
+                              progress=lambda done, total, _: report("deploying", done, total))
             record["steps"].append("deploy")
-        report("waiting online")
-        _wait_online(observer, device_id, build["version"], since)
+        with stage("waiting online"):
+            _wait_online(observer, device_id, build["version"], since)
         record["result"] = "ok"
     except Exception as exc:  # one board's trouble is its own line in the summary, never the others'
         record["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     finally:
         record["seconds"] = round(time.monotonic() - started, 1)
     return record
+
+
+@contextlib.contextmanager
+def _stage(record, report, name):
+    report(name)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        record["stages"][name] = round(time.monotonic() - started, 2)
 
 
 def _settled(port, spec, image, build, identities, observer, history):

@@ -378,3 +378,16 @@ def test_command_error_is_a_flash_error(tmp_path):
                                                 "--firmware", str(tmp_path / "nope.bin")])
     assert result.exit_code != 0
     assert isinstance(result.exception, flash.FlashError)
+
+
+def test_flash_in_its_own_process_gives_the_same_result_progress_and_errors(tmp_path, vboard):
+    path = image_file(tmp_path)
+    seen = []
+    result = flash.flash_in_process(vboard.url, "esp32-devkitc", str(path), progress=lambda *p: seen.append(p))
+    assert result["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
+    data = path.read_bytes()
+    assert written(vboard, 0x1000, len(data)) == data
+    writes = [done for done, total, stage in seen if stage == "write"]
+    assert writes[-1] == len(data) and writes == sorted(writes)
+    with pytest.raises(flash.FlashError, match=r"^cannot open socket://127\.0\.0\.1:9: "):
+        flash.flash_in_process(NOWHERE, "esp32-devkitc", str(path))

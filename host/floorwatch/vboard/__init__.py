@@ -20,6 +20,7 @@ esptool's `--after hard-reset` does by RTS). FLASH_END asking to run the app boo
 does machine.bootloader() leave MicroPython for download mode.
 """
 
+import fcntl
 import hashlib
 import shutil
 import tempfile
@@ -41,6 +42,21 @@ VFS_START = 0x200000  # MicroPython's filesystem partition on ESP32 boards (its 
 SYNC_TAIL = 64  # bytes kept from the last chunk, to see a SYNC frame split across two reads
 
 
+class VBoardError(ValueError):
+    """A virtual board that cannot start; str() is one line."""
+
+
+def _lock(state_dir):
+    """Hold state_dir for this board: two boards on one flash image would corrupt each other."""
+    held = open(state_dir / ".lock", "w")
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.close()
+        raise VBoardError("%s is in use by another virtual board" % state_dir) from None
+    return held
+
+
 class VBoard:
     def __init__(self, board="esp32-devkitc", state_dir=None, listen="socket://127.0.0.1:0",
                  wifi=("floorwatch-sim", "sim-password"), seed=1, mac=None, echo=False):
@@ -49,6 +65,7 @@ class VBoard:
         self._tmp = None if state_dir else tempfile.mkdtemp(prefix="floorwatch-vboard-")
         self.state_dir = Path(state_dir or self._tmp)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock(self.state_dir)
         chip = self.board_def["chip"]
         self.mac = mac or bytes([0x24, 0x0A, 0xC4, (seed >> 16) & 0xFF, (seed >> 8) & 0xFF, seed & 0xFF])
         self.flash = SpiFlash(self.state_dir / "flash.bin", FLASH_SIZES[self.board_def["flash_size"]])
@@ -93,6 +110,7 @@ class VBoard:
         self.board.power_off()
         self.console.close()
         self.flash.close()
+        self._lock_file.close()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
