@@ -16,7 +16,7 @@ import pytest
 import serial
 
 from floorwatch import esp_image
-from floorwatch.vboard import VBoard
+from floorwatch.vboard import VBoard, VBoardError
 
 BIN = Path(sys.executable).parent
 
@@ -173,3 +173,19 @@ def test_the_port_is_exclusive_like_a_serial_port(tmp_path):
                 second.read(1)
             second.close()
         assert vboard.mode == "download"
+
+
+def test_two_boards_cannot_share_a_state_directory(tmp_path):
+    state = tmp_path / "esp32-devkitc-1"  # where `floorwatch vboard --dir tmp_path` keeps its first board
+    with VBoard.start("esp32-devkitc", state_dir=state):
+        with pytest.raises(VBoardError, match="is in use by another virtual board"):
+            VBoard("esp32-devkitc", state_dir=state)
+        taken = run("floorwatch", "vboard", "--dir", str(tmp_path), timeout=30)
+    assert taken.returncode == 1
+    assert taken.stderr.strip() == "floorwatch: error: %s is in use by another virtual board" % state
+
+
+def test_vboard_command_errors_are_one_line(tmp_path):
+    bad = run("floorwatch", "vboard", "--listen", "tcp://127.0.0.1:1", "--dir", str(tmp_path), timeout=30)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "floorwatch: error: cannot listen on 'tcp://127.0.0.1:1': use socket://HOST:PORT or pty"
