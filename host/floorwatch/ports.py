@@ -149,9 +149,15 @@ def _table(ports):
 @click.option("--all", "include_all", is_flag=True,
               help="Also list ports without a USB VID/PID and Bluetooth ports.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def command(include_all, as_json):
+@click.option("--inventory", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A provisioning inventory (JSON Lines): show the MACs it recorded for these USB devices.")
+def command(include_all, as_json, inventory):
     """List the serial ports boards can be on (use sn:SERIAL or loc:LOCATION as --port)."""
-    ports = list_ports(include_all=include_all)
+    known = None
+    if inventory:
+        from .provision import Inventory  # the provisioner owns the inventory's format
+        known = Inventory(inventory).known_macs()
+    ports = list_ports(known=known, include_all=include_all)
     if as_json:
         click.echo(json.dumps(ports))
     else:

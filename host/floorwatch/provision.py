@@ -38,6 +38,7 @@ The fleet file (TOML):
     device_id = "press-7"
 """
 
+import collections
 import concurrent.futures
 import contextlib
 import copy
@@ -177,7 +178,16 @@ class Inventory:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in lines if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProvisionError("%s: cannot read it: %s" % (self.path, getattr(exc, "strerror", None) or exc)) from None
+        records = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    raise ProvisionError("%s line %d: not a JSON record" % (self.path, number)) from None
+        return records
 
     def known_macs(self):
         """USB serial number / location -> MAC, from earlier runs (for `floorwatch ports`)."""
@@ -186,10 +196,14 @@ class Inventory:
 
 class History:
     """What earlier runs learnt of each port: its board's last good record, found by the board's
-    USB identity (serial number, else location) when it has one, so a renumbered tty still matches."""
+    USB identity when it has one, so a renumbered tty still matches. The identity is the USB serial
+    number, unless another port here has the same one (cheap bridges share theirs): then the USB
+    location."""
 
     def __init__(self, inventory, listed):
-        self._usb = {p["device"]: p["serial_number"] or p["location"] for p in listed}
+        serials = collections.Counter(p["serial_number"] for p in listed)
+        self._usb = {p["device"]: p["serial_number"] if p["serial_number"] and serials[p["serial_number"]] == 1
+                     else p["location"] for p in listed}
         self._last = {}
         for record in inventory.records():
             if record.get("result") in ("ok", "unchanged") and record.get("mac"):

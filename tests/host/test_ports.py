@@ -124,3 +124,16 @@ def test_command_json_and_table():
     result = runner.invoke(ports.command, ["--all"])
     assert result.exit_code == 0, result.output
     assert "ttyS0" in result.output and "CP2102" in result.output
+
+
+def test_command_shows_the_macs_a_provisioning_inventory_recorded(tmp_path):
+    inventory = tmp_path / "inventory.jsonl"
+    inventory.write_text(json.dumps({"port": "/dev/ttyUSB0", "usb": "1-1.4", "mac": "aa:bb:cc:00:00:01"}) + "\n"
+                         + json.dumps({"port": "/dev/ttyACM0", "usb": "F4:12:FA:00:11:22", "result": "failed"}) + "\n")
+    result = CliRunner().invoke(ports.command, ["--json", "--inventory", str(inventory)])
+    assert result.exit_code == 0, result.output
+    assert {p["device"]: p["mac"] for p in json.loads(result.output)} == {
+        "/dev/ttyACM0": None, "/dev/ttyUSB0": "aa:bb:cc:00:00:01", "/dev/ttyUSB1": None}
+    inventory.write_text("not json\n")
+    broken = CliRunner().invoke(ports.command, ["--inventory", str(inventory)])
+    assert broken.exit_code != 0 and "line 1: not a JSON record" in str(broken.exception)

@@ -112,3 +112,20 @@ def test_a_bad_fleet_file_is_one_line_naming_the_problem(tmp_path, text, message
     with pytest.raises(provision.ProvisionError) as error:
         provision.load_fleet(path)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_history_finds_a_board_by_its_usb_identity_when_its_tty_moves(tmp_path):
+    inventory = provision.Inventory(tmp_path / "inventory.jsonl")
+    inventory.append({"port": "/dev/ttyUSB0", "usb": "A1", "mac": "aa:00:00:00:00:01", "result": "ok"})
+    inventory.append({"port": "/dev/ttyUSB1", "usb": "1-1.3", "mac": "aa:00:00:00:00:02", "result": "ok"})
+    inventory.append({"port": "/dev/ttyUSB1", "usb": "1-1.3", "mac": "aa:00:00:00:00:09", "result": "failed"})
+    listed = [  # after a replug: ttys renumbered; two cheap bridges share serial number 0001
+        {"device": "/dev/ttyUSB3", "serial_number": "A1", "location": "1-1.1"},
+        {"device": "/dev/ttyUSB4", "serial_number": "0001", "location": "1-1.3"},
+        {"device": "/dev/ttyUSB5", "serial_number": "0001", "location": "1-1.4"},
+    ]
+    history = provision.History(inventory, listed)
+    assert history.last("/dev/ttyUSB3")["mac"] == "aa:00:00:00:00:01"
+    assert history.last("/dev/ttyUSB4")["mac"] == "aa:00:00:00:00:02"  # by location; the failed run is not known good
+    assert history.last("/dev/ttyUSB5") is None
+    assert history.usb_of("/dev/ttyUSB4") == "1-1.3"
