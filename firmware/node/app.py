@@ -415,9 +415,17 @@ class Node:
 
 
 def run(path="config.json"):
-    global node
     record = BootRecord()
     record.begin()  # this boot counts as failed until it has run stable
+    try:
+        _run(record, path)
+    except KeyboardInterrupt:  # stopped at the console, e.g. by a deploy: not a failed boot
+        record.interrupted()
+        raise
+
+
+def _run(record, path):
+    global node
     cfg, error, fallback = config.load_or_last_good(path)
     if cfg is not None:
         net = (cfg["device_id"], cfg["site"], cfg["wifi"], cfg["broker"])

@@ -134,6 +134,12 @@ class BootRecord:
         """Record why the node is about to restart (e.g. "crash: OSError(5)"); one line, short."""
         self._save(_one_line(reason))
 
+    def interrupted(self):
+        """Someone stopped the node at the console (Ctrl-C: a deploy, mpremote): this boot did not
+        fail, so it leaves the streak, and the next status says so."""
+        self.failed = max(0, self.failed - 1)
+        self._save("stopped at the console")
+
     def leave_safe_mode(self):
         """Clear the failure streak and record "resume"; the caller then resets the node."""
         self.failed = 0

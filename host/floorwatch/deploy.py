@@ -27,19 +27,21 @@ without writing anything, then resets it so the node runs again.
 import contextlib
 import errno
 import hashlib
-import io
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
 import click
 import serial
 from mpremote.transport import TransportError
+from mpremote import transport_serial
 from mpremote.transport_serial import SerialTransport
 
 from . import boards, build as builder, contract, firmware_import
+from .ports import resolve
 
 DEFAULT_BOARD = "esp32-devkitc"
 CONFIG_PATH = "/config.json"
@@ -117,28 +119,51 @@ def _open(port):
         raise DeployError(f"cannot open {port}: {_one_line(exc)}") from None
 
 
+_printed = threading.local()
+
+
+def _mpremote_print(*args, **kwargs):
+    """print() inside mpremote's serial transport: what it prints when it cannot enter the raw REPL
+    belongs in our error message, kept per thread (several boards may connect at once; a
+    redirect of sys.stdout would be process-wide)."""
+    lines = getattr(_printed, "lines", None)
+    if lines is None:
+        print(*args, **kwargs)
+    else:
+        lines.append(" ".join(str(a) for a in args))
+
+
+transport_serial.print = _mpremote_print
+
+
 def _connect(port, timeout=REPL_TIMEOUT_S):
     """An open transport in the raw REPL, with a fresh heap (soft reset; main.py does not run).
 
     Retries until `timeout`: a native-USB port may still be re-enumerating, and a board still
     booting misses the Ctrl-C that should stop its program.
     """
+    try:
+        return _try_connect(port, timeout)
+    finally:
+        _printed.lines = None
+
+
+def _try_connect(port, timeout):
     deadline = time.monotonic() + timeout
     transport, opened, last = None, False, ""
     while True:
-        printed = io.StringIO()  # mpremote prints what it got when it gives up
+        printed = _printed.lines = []  # mpremote prints what it got when it gives up
         try:
             if transport is None:
                 transport = _open(port)
                 opened = True
-            with contextlib.redirect_stdout(printed):
-                attempt = max(0.5, min(REPL_ATTEMPT_S, deadline - time.monotonic()))
-                transport.enter_raw_repl(soft_reset=True, timeout_overall=attempt)
+            attempt = max(0.5, min(REPL_ATTEMPT_S, deadline - time.monotonic()))
+            transport.enter_raw_repl(soft_reset=True, timeout_overall=attempt)
             return transport
         except DeployError as exc:  # the port cannot be opened (yet)
             last = str(exc)
         except TransportError as exc:
-            last = printed.getvalue().strip() or str(exc)
+            last = " ".join(printed).strip() or str(exc)
         except OSError as exc:  # the port went away under us: open it again
             last = str(exc)
             _close(transport)
@@ -153,6 +178,13 @@ def _connect(port, timeout=REPL_TIMEOUT_S):
         raise DeployError(last)
     got = "no answer" if last in ("", "b''") else f"last output: {_one_line(last)}"
     raise DeployError(f"no MicroPython raw REPL on {port} within {timeout:g} s ({got})")
+
+
+def _restart(transport):
+    """After a failed deploy: reset the board rather than leave its node stopped at the REPL."""
+    with contextlib.suppress(Exception):
+        transport.exec_raw_no_follow(RESET_CODE)
+    _close(transport)
 
 
 def _close(transport):
@@ -267,8 +299,11 @@ def deploy(port, config, board=DEFAULT_BOARD, force=False, progress=None, timeou
         _close(transport)
         raise DeployError(f"lost the board on {port} while {run.doing}: {_one_line(exc)}") from None
     except OSError as exc:  # from the board's filesystem (mpremote turns its errors into these)
-        _close(transport)
+        _restart(transport)
         raise DeployError(f"{run.doing} on {port} failed: {_fs_error(exc)}") from None
+    except DeployError:
+        _restart(transport)
+        raise
     except BaseException:
         _close(transport)
         raise
@@ -449,7 +484,7 @@ def reset(port, timeout=REPL_TIMEOUT_S):
 # --- the command --------------------------------------------------------------------------------
 @click.command("deploy")
 @click.option("--port", required=True, metavar="PORT",
-              help="Serial port of the board, or a pyserial URL such as socket://127.0.0.1:4000.")
+              help="The board: a port path, sn:SERIAL, loc:LOCATION, or a pyserial URL such as socket://127.0.0.1:4000.")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               metavar="DEVICE.json", help="The device's config.json (checked before the board is touched).")
 @click.option("--board", default=DEFAULT_BOARD, show_default=True, metavar="NAME",
@@ -472,7 +507,7 @@ def command(port, config_path, board, force, timeout, as_json):
             bar.update(task, completed=done, total=total, description=what)
 
         try:
-            result = deploy(port, config_path, board=board, force=force, progress=progress,
+            result = deploy(resolve(port), config_path, board=board, force=force, progress=progress,
                             timeout=timeout)
         except DeployError as exc:
             raise click.ClickException(str(exc)) from None

@@ -189,6 +189,19 @@ def test_stable_ends_the_streak():
     assert r.failed == 1 and not r.safe_mode
 
 
+def test_boots_stopped_at_the_console_are_not_failures():
+    p = _path("boot_console.json")
+    for _ in range(5):  # five deploys in a row, each stopping the node soon after it booted
+        r = _boot(p)
+        r.interrupted()
+    r = _boot(p)
+    assert r.failed == 1 and not r.safe_mode and r.reason == "stopped at the console"
+    _boot(p)  # a crash, then a boot stopped at the console: the crash still counts
+    r = _boot(p)
+    r.interrupted()
+    assert _stored(p) == {"failed": 2, "reason": "stopped at the console"}
+
+
 def test_stable_in_safe_mode_changes_nothing():
     p = _path("boot_safe_stable.json")
     for _ in range(3):

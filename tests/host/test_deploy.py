@@ -11,7 +11,9 @@ import json
 import re
 import shutil
 import socket
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -134,6 +136,19 @@ def test_a_board_that_never_answers_the_raw_repl(silent_port, config_file):
     assert b"\r\x03" in seen["received"] and b"\r\x01" in seen["received"]  # Ctrl-C, then Ctrl-A
     with pytest.raises(DeployError, match="^no MicroPython raw REPL on "):
         installed(url, timeout=1)
+
+
+def test_what_mpremote_prints_in_one_thread_stays_out_of_the_others(silent_port):
+    # Boards are looked at in parallel threads; while one waits for a raw REPL that never comes,
+    # the process's stdout must stay the process's (a redirect of sys.stdout would take it).
+    stdout = sys.stdout
+    looking = threading.Thread(target=lambda: pytest.raises(DeployError, installed, silent_port[0], timeout=1.5))
+    looking.start()
+    swapped = False
+    while looking.is_alive():
+        swapped |= sys.stdout is not stdout
+        time.sleep(0.005)
+    assert not swapped
 
 
 def test_nothing_listening_on_the_port(config_file):
@@ -336,3 +351,14 @@ def test_the_command(board, config_file):
     bad = runner.invoke(deploy_module.command, ["--port", board.url, "--config", str(config_file),
                                                 "--board", "esp99"])
     assert bad.exit_code == 1 and bad.output.startswith("Error: unknown board 'esp99'")
+
+
+def test_repeated_deploys_never_put_the_node_in_safe_mode(board, config_file):
+    # Each deploy stops the node at the console seconds after it booted; five in a row would be
+    # five failed boots (safe mode after three) if a boot stopped at the console counted as one.
+    deployed_before(board, config_file)
+    for _ in range(5):
+        deploy(board.url, config_file, force=True)
+    record = json.loads(on_flash(board, "/boot.json"))
+    assert record["failed"] <= 1, record
+    assert not board.board.runtime.modules["node.app"].node.safe
