@@ -118,7 +118,9 @@ def _file(spec, key, default):
 def node_config(spec, device_id, password):
     """One node's config.json: the fleet's [config] with this board's identity, WiFi and broker."""
     cfg = copy.deepcopy(spec["config"])
-    broker = {"port": 1883, "tls": False, **spec["broker"], "user": device_id, "password": password}
+    broker = {"port": 1883, "tls": False, **copy.deepcopy(spec["broker"]), "user": device_id, "password": password}
+    if broker.get("backup"):  # the same identity on the backup broker
+        broker["backup"].update(user=device_id, password=password)
     cfg.update(device_id=device_id, site=spec["fleet"]["site"], wifi=dict(spec["wifi"]), broker=broker)
     cfg.setdefault("sensors", copy.deepcopy(spec["board_def"]["default_sensors"]))
     return cfg
@@ -328,11 +330,15 @@ def provision(spec, port_list, firmware=None, report=None):
         raise ProvisionError("no boards to provision: name them with --ports, or use --all")
     image = _image(spec, firmware)
     build = deploy.build_app(spec["board_def"]["mpy_arch"])  # once, before the boards' threads
-    pinned = {}
+    pinned = {}  # port, or "mac:<aa:bb:..>", -> the device id the fleet file gives it
     for entry in spec["boards"]:
         if entry.get("device_id"):
-            key = entry.get("port") or "mac:" + entry.get("mac", "")
-            pinned[ports.resolve(key) if entry.get("port") else key] = entry["device_id"]
+            where = entry.get("mac") or entry.get("port", "")
+            if where.startswith("mac:") or entry.get("mac"):
+                key = "mac:" + ports.normalize_mac(where[4:] if where.startswith("mac:") else where)
+            else:
+                key = ports.resolve(where)
+            pinned[key] = entry["device_id"]
     identities = Identities(_file(spec, "secrets", "fleet-secrets.json"), spec["fleet"]["id_prefix"], pinned)
     inventory = Inventory(_file(spec, "inventory", "inventory.jsonl"))
     history = History(inventory, ports.list_ports(include_all=True))

@@ -93,10 +93,11 @@ def test_four_blank_boards_end_online_and_a_rerun_changes_nothing(tray, fleet, f
 def test_a_board_that_fails_does_not_stop_the_others(tray, fleet):
     spec = provision.load_fleet(fleet)
     dead = "socket://127.0.0.1:9"  # nothing listens: the port cannot be opened
-    records = provision.provision(spec, [tray[0].url, dead])
+    records = provision.provision(spec, [tray[0].url, tray[1].url, dead])
     assert records[0]["result"] == "ok", records[0]["error"]
-    assert records[1]["result"] == "failed"
-    assert "127.0.0.1:9" in records[1]["error"] and "\n" not in records[1]["error"]
+    assert records[1]["result"] == "ok", records[1]["error"]
+    assert records[2]["result"] == "failed"
+    assert "127.0.0.1:9" in records[2]["error"] and "\n" not in records[2]["error"]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -135,7 +135,7 @@ def test_a_pty_board_serves_both_tools(tmp_path, image):
 
 def test_writing_the_vfs_region_wipes_the_filesystem(tmp_path, image):
     vboard = VBoard("esp32-devkitc", state_dir=tmp_path)
-    vboard.flash.write(0x1000, image.read_bytes())
+    vboard.preload(image.read_bytes())
     (vboard.board.flash_dir / "config.json").write_text("{}")
     vboard.open()
     try:
@@ -152,7 +152,7 @@ def test_writing_the_vfs_region_wipes_the_filesystem(tmp_path, image):
 
 def test_machine_bootloader_leaves_micropython_for_the_rom(tmp_path, image):
     vboard = VBoard("esp32-devkitc", state_dir=tmp_path)
-    vboard.flash.write(0x1000, image.read_bytes())
+    vboard.preload(image.read_bytes())
     vboard.open()
     try:
         wait_mode(vboard, "run")
@@ -189,3 +189,16 @@ def test_vboard_command_errors_are_one_line(tmp_path):
     bad = run("floorwatch", "vboard", "--listen", "tcp://127.0.0.1:1", "--dir", str(tmp_path), timeout=30)
     assert bad.returncode == 1
     assert bad.stderr.strip() == "floorwatch: error: cannot listen on 'tcp://127.0.0.1:1': use socket://HOST:PORT or pty"
+
+
+def test_preloading_checks_the_chip_and_replaces_what_was_there(tmp_path, image):
+    vboard = VBoard("esp32-devkitc", state_dir=tmp_path)
+    try:
+        with pytest.raises(VBoardError, match="the image is for esp32c3, but esp32-devkitc has an esp32"):
+            vboard.preload(esp_image.build_micropython_image("esp32c3", size=330_000))
+        vboard.preload(esp_image.build_micropython_image("esp32", version="1.23.0", size=330_000))
+        vboard.preload(image.read_bytes())  # over an older release: erased first, so the bytes are the image's
+        assert vboard.flash.read(0x1000, image.stat().st_size) == image.read_bytes()
+        assert vboard.app["version"] == "v1.24.1"
+    finally:
+        vboard.close()

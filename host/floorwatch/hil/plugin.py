@@ -101,8 +101,7 @@ def hil_board(request, tmp_path_factory):
         name = spec.partition(":")[2] or "esp32-devkitc"
         vboard = VBoard(name, state_dir=tmp_path_factory.mktemp("vboard"), wifi=VIRTUAL_WIFI)
         # A board as it comes from a tray already flashed with MicroPython (flashing has its own tests).
-        vboard.flash.write(vboard.board_def["image_offset"],
-                           esp_image.build_micropython_image(vboard.board_def["chip"], size=64 * 1024))
+        vboard.preload(esp_image.build_micropython_image(vboard.board_def["chip"], size=64 * 1024))
         vboard.open()
         yield BoardUnderTest(vboard.url, vboard.board_def, vboard)
         vboard.close()

@@ -120,6 +120,15 @@ class VBoard:
     def __exit__(self, *exc):
         self.close()
 
+    def preload(self, image):
+        """Put a firmware image (a merged .bin) on the flash before open(), as a flash would."""
+        chip = esp_image.chip_of(image)
+        if chip != self.board_def["chip"]:
+            raise VBoardError("the image is for %s, but %s has an %s" % (chip, self.name, self.board_def["chip"]))
+        offset = self.board_def["image_offset"]
+        self.flash.erase(offset, len(image))
+        self.flash.write(offset, image)
+
     @property
     def app(self):
         """The app descriptor of what the flash would boot (project, version, ...), or None."""

@@ -26,10 +26,11 @@ def _wifi(ctx, param, value):
 @click.option("--dir", "state_dir", default="vboards", show_default=True, type=click.Path(file_okay=False),
               help="Where each board keeps its flash image and filesystem (DIR/<board>-<n>), across runs.")
 @click.option("--firmware", type=click.Path(exists=True, dir_okay=False),
-              help="A MicroPython .bin to have on the flash already, as if flashed.")
+              help="A MicroPython .bin to put on each board's flash first, as `floorwatch flash` would.")
 @click.option("--wifi", default="floorwatch-sim:sim-password", show_default=True, callback=_wifi,
               help="SSID:PASSWORD of the WiFi network the boards can see.")
-@click.option("--seed", default=1, show_default=True, type=int, help="Board n gets MAC and sensors from seed+n.")
+@click.option("--seed", default=1, show_default=True, type=int,
+              help="Board n (from 1) gets its MAC and sensor signals from seed+n-1.")
 @click.option("--echo", is_flag=True, help="Also print what each board prints.")
 def command(listen, use_pty, board_name, count, state_dir, firmware, wifi, seed, echo):
     """Virtual ESP32 boards: the ROM loader for esptool, MicroPython for mpremote and deploy."""
@@ -40,8 +41,8 @@ def command(listen, use_pty, board_name, count, state_dir, firmware, wifi, seed,
             vboard = VBoard(board_name, state_dir=directory, listen=_nth(listen, use_pty, index),
                             wifi=wifi, seed=seed + index, echo=echo)
             started.append(vboard)
-            if firmware and vboard.app is None:
-                vboard.flash.write(vboard.board_def["image_offset"], Path(firmware).read_bytes())
+            if firmware:
+                vboard.preload(Path(firmware).read_bytes())
             vboard.open()
             app = vboard.app
             click.echo("%s  %s  MAC %s  %s  (%s)" % (vboard.url, board_name, vboard.mac.hex(":"),
