@@ -345,14 +345,13 @@ def provision(spec, port_list, firmware=None, report=None):
     broker = spec["broker"]
     with Observer(broker["host"], broker.get("port", 1883), site=spec["fleet"]["site"]) as observer:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(port_list)) as pool:
-            jobs = [pool.submit(provision_board, port, spec, image, build, identities, observer, history,
-                                (lambda stage, done=0, total=0, p=port: report(p, stage, done, total))
-                                if report else (lambda *a, **k: None))
-                    for port in port_list]
-            records = [job.result() for job in jobs]
-    for record in records:
-        inventory.append(record)
-    return records
+            def one(port):  # each board's record is written as soon as it is done
+                record = provision_board(port, spec, image, build, identities, observer, history,
+                                         (lambda stage, done=0, total=0: report(port, stage, done, total))
+                                         if report else (lambda *a, **k: None))
+                inventory.append(record)
+                return record
+            return list(pool.map(one, port_list))
 
 
 def _image(spec, firmware):
