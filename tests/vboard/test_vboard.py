@@ -202,3 +202,20 @@ def test_preloading_checks_the_chip_and_replaces_what_was_there(tmp_path, image)
         assert vboard.app["version"] == "v1.24.1"
     finally:
         vboard.close()
+
+
+@pytest.mark.broker
+def test_a_board_on_a_lan_with_one_broker_reaches_it_under_the_plants_name(tmp_path, image, broker):
+    from floorwatch.deploy import deploy
+    from floorwatch.observer import Observer
+
+    config = {"device_id": "press-lan", "site": "lan", "wifi": {"ssid": "floorwatch-sim", "password": "sim-password"},
+              "broker": {"host": "mqtt.plant.invalid", "port": 1883}, "sensors": []}
+    with VBoard("esp32-devkitc", state_dir=tmp_path, broker=(broker.host, broker.port)) as vboard:
+        vboard.preload(image.read_bytes())
+        vboard.open()
+        with Observer(broker.host, broker.port, site="lan") as observer:
+            deploy(vboard.url, config)
+            online = observer.wait_for(lambda o: (d := o.devices.get("press-lan")) and d.status
+                                       and d.status["state"] == "online", 30)
+        assert online, vboard.board.log[-20:]

@@ -507,6 +507,7 @@ class Board:
         self.sockets = set()
         self.orphan_sockets = []  # closed by the firmware while the link was down
         self.blackhole = set()  # (ip, port) whose TCP traffic vanishes; "*" for every address
+        self.lan_broker = None  # (ip, port): a LAN whose every name and TCP connection leads to this broker
         self._pending = None  # ResetBoard to raise at the next checkpoint
         self._power = threading.Event()
         self._alert = Wake()  # set by a power cut or a reset: ends the board's current sleep

@@ -18,11 +18,16 @@ runs is the auto-reset into download mode (esptool `--before no-reset` sends not
 and the program closing the port after a download session is the hard reset out of it (what
 esptool's `--after hard-reset` does by RTS). FLASH_END asking to run the app boots it too, and so
 does machine.bootloader() leave MicroPython for download mode.
+
+`broker=(host, port)` puts the board on a LAN with one broker: every name the node looks up and
+every TCP connection it opens leads there, so a config naming the plant's broker
+(mqtt.plant.local:1883) works against a local mosquitto.
 """
 
 import fcntl
 import hashlib
 import shutil
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -59,7 +64,7 @@ def _lock(state_dir):
 
 class VBoard:
     def __init__(self, board="esp32-devkitc", state_dir=None, listen="socket://127.0.0.1:0",
-                 wifi=("floorwatch-sim", "sim-password"), seed=1, mac=None, echo=False):
+                 wifi=("floorwatch-sim", "sim-password"), seed=1, mac=None, echo=False, broker=None):
         self.board_def = boards.load(board)
         self.name = board
         self._tmp = None if state_dir else tempfile.mkdtemp(prefix="floorwatch-vboard-")
@@ -78,6 +83,8 @@ class VBoard:
                            mac=self.mac, ap=WifiAccessPoint(*wifi), firmware_dir=frozen, echo_log=echo,
                            console=self.console)
         self.board.mpy_source = self._mpy_source
+        if broker is not None:  # (host, port): the node reaches this broker whatever its config names
+            self.board.lan_broker = socket.getaddrinfo(*broker, socket.AF_INET, socket.SOCK_STREAM)[0][4]
         self.console.attach(self.board)
         machine = Machine.for_scenario(seed, "normal", clock=self.board.clock.now)
         wire(self.board, {"sensors": self.board_def["default_sensors"]}, machine)

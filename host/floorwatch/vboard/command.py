@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import boards
+from ..broker import parse_broker_url
 from . import VBoard
 
 
@@ -29,17 +30,20 @@ def _wifi(ctx, param, value):
               help="A MicroPython .bin to put on each board's flash first, as `floorwatch flash` would.")
 @click.option("--wifi", default="floorwatch-sim:sim-password", show_default=True, callback=_wifi,
               help="SSID:PASSWORD of the WiFi network the boards can see.")
+@click.option("--broker", "broker_url", callback=lambda ctx, param, value: value and parse_broker_url(value),
+              metavar="URL", help="mqtt://HOST[:PORT]: the broker of the boards' LAN; the nodes reach it "
+                                  "whatever broker their config names.")
 @click.option("--seed", default=1, show_default=True, type=int,
               help="Board n (from 1) gets its MAC and sensor signals from seed+n-1.")
 @click.option("--echo", is_flag=True, help="Also print what each board prints.")
-def command(listen, use_pty, board_name, count, state_dir, firmware, wifi, seed, echo):
+def command(listen, use_pty, board_name, count, state_dir, firmware, wifi, broker_url, seed, echo):
     """Virtual ESP32 boards: the ROM loader for esptool, MicroPython for mpremote and deploy."""
     started = []
     try:
         for index in range(count):
             directory = Path(state_dir) / ("%s-%d" % (board_name, index + 1))
             vboard = VBoard(board_name, state_dir=directory, listen=_nth(listen, use_pty, index),
-                            wifi=wifi, seed=seed + index, echo=echo)
+                            wifi=wifi, seed=seed + index, echo=echo, broker=broker_url or None)
             started.append(vboard)
             if firmware:
                 vboard.preload(Path(firmware).read_bytes())

@@ -53,6 +53,8 @@ def module(board):
 
     def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
         _need_link()
+        if board.lan_broker is not None:  # this LAN's DNS names one machine: its broker
+            return [(AF_INET, SOCK_STREAM, IPPROTO_TCP, "", board.lan_broker)]
         try:
             infos = _host.getaddrinfo(host, port, _host.AF_INET, _host.SOCK_STREAM)
         except _host.gaierror:
@@ -71,7 +73,7 @@ def module(board):
         # --- lifecycle ---
         def connect(self, addr):
             _need_link()
-            addr = tuple(addr)
+            addr = tuple(board.lan_broker or addr)
             timeout = self._timeout if self._timeout else CONNECT_TIMEOUT_S
             if board.blackholed(addr):  # the SYNs vanish: no real connection is made
                 board.sleep(timeout)
