@@ -111,9 +111,16 @@ class Uptime:
         return self._ms
 
 
+def _sample_late_ms(every):
+    # A sampling pass may legitimately wait a whole interval for its next reading.
+    return max(every["temp_s"], every["vib_s"]) + _PART_LATE_MS
+
+
 class Node:
-    def __init__(self, cfg, config_error, net, record, fallback=None, build=None):
+    def __init__(self, cfg, config_error, net, record, fallback=None, build=None, config_path="config.json"):
         self.cfg = cfg
+        self.config_path = config_path  # where `set` writes (config.GOOD holds the last good copy)
+        self.led = None  # a StatusLed, made by the first identify
         self.build = build  # (app, cfg, mp) hashes and release, for the status
         self.config_error = config_error
         self.config_fallback = fallback
@@ -149,8 +156,7 @@ class Node:
         self.every = {name: int(intervals[name] * 1000) for name in ("temp_s", "vib_s", "diag_s")}
         now = time.ticks_ms()
         self.due = {"temp_s": now, "vib_s": now, "diag_s": time.ticks_add(now, self.every["diag_s"])}
-        late = {"link": _PART_LATE_MS, "flush": _PART_LATE_MS,
-                "sample": max(self.every["temp_s"], self.every["vib_s"]) + _PART_LATE_MS}
+        late = {"link": _PART_LATE_MS, "flush": _PART_LATE_MS, "sample": _sample_late_ms(self.every)}
         self.watchdog = Watchdog(late, self.uptime())
         self.dying = None  # the late part once feeding has stopped
 
@@ -335,6 +341,8 @@ class Node:
             elif cmd == "resume":
                 self.record.leave_safe_mode()
                 self.restart("command: resume")
+            elif cmd == "set" and result["restarting"]:
+                self.restart("command: set")
 
     def _run_command(self, cmd, args):
         if cmd == "ping":
@@ -349,11 +357,67 @@ class Node:
             if not self.safe:
                 raise ValueError("not in safe mode")
             return {"restarting": True}
+        if cmd == "set":
+            return self._set(args)
+        if cmd == "identify":
+            return self._identify(args.get("s", 10))
         if self.monitor is None:
             raise ValueError("not monitoring: " + (self.config_error or "safe mode"))
         if cmd == "ack-alarm":
             return {"acked": self.monitor.ack(args.get("metric"), self.uptime())}
         return {"metrics": self.monitor.rebaseline(args.get("sensor"))}  # "rebaseline"
+
+    def _set(self, changes):
+        """Merge changes into the config the node runs on, validate, persist, apply.
+
+        Intervals apply live. Changed thresholds restart the node (the reply goes first): the monitor
+        builds its alarm state machines from the config at boot, and a boot is the one path that is
+        tested for every config. So does any set while config.json itself is not what runs (fallback
+        to the last good copy, or no usable config): the file was just made good, so boot it.
+        """
+        source = config.GOOD if self.config_fallback else self.config_path
+        try:
+            raw = config.read(source)
+        except (OSError, ValueError) as exc:
+            raise ValueError("cannot read %s (%s)" % (source, exc))
+        new_raw, cfg = config.update(raw, changes)  # ConfigError: its one line goes into the ack
+        changed = config.changes(self.cfg, cfg)
+        restarting = self.cfg is None or self.config_fallback is not None
+        for path in changed:
+            restarting = restarting or path.startswith("thresholds")
+        if new_raw != raw or source != self.config_path:
+            try:
+                config.save(new_raw, self.config_path)
+            except OSError as exc:
+                raise ValueError("config not saved (%r)" % exc)
+        if not restarting:
+            self._apply_intervals(cfg["intervals"])
+            self.cfg = cfg
+            self.build = _build_ids(self.config_path)  # the status shows the new config's hash
+            self.link.publish(self.topics["status"], self.status(), True)
+        return {"changed": changed, "restarting": restarting}
+
+    def _apply_intervals(self, intervals):
+        now = time.ticks_ms()
+        for name in ("temp_s", "vib_s", "diag_s"):
+            ms = int(intervals[name] * 1000)
+            if ms != self.every[name]:
+                self.every[name] = ms
+                self.due[name] = time.ticks_add(now, ms)  # the new rhythm starts now
+        self.watchdog.deadline("sample", _sample_late_ms(self.every))
+
+    def _identify(self, s):
+        if not 0 <= s <= 3600:
+            raise ValueError("identify: s must be 0..3600 (0 stops)")
+        led = self.cfg["led"] if self.cfg else None
+        if led is None:
+            raise ValueError("no status LED configured")
+        if self.led is None:
+            from node.led import StatusLed  # here: a node never identified spends no heap on it
+
+            self.led = StatusLed(led["pin"], led["type"])
+        self.led.blink(s * 1000)
+        return {"s": s}
 
     # --- supervision -------------------------------------------------------------------------
     def restart(self, reason):
@@ -397,11 +461,12 @@ class Node:
             self.flush()
             self.watchdog.checkin("flush", self.uptime())
             self._supervise(wdt)
-            self.link.wait(self._idle_ms())
+            blink_ms = self.led.service() if self.led is not None else None
+            self.link.wait(self._idle_ms(blink_ms))
 
-    def _idle_ms(self):
+    def _idle_ms(self, blink_ms=None):
         now = time.ticks_ms()
-        wait = _IDLE_MAX_MS
+        wait = _IDLE_MAX_MS if blink_ms is None else min(_IDLE_MAX_MS, blink_ms)
         names = ("temp_s", "vib_s") if self.monitor is not None else ()
         if self.link.connected:  # diag waits for the link, like the backlog
             names += ("diag_s",)
@@ -439,7 +504,7 @@ def _run(record, path):
             print("no usable WiFi/broker settings: staying at the REPL")
             return
     print("floorwatch", VERSION, "device", net[0])  # the line a deploy waits for on the console
-    node = Node(cfg, error, net, record, fallback, _build_ids(path))
+    node = Node(cfg, error, net, record, fallback, _build_ids(path), path)
     try:
         node.run()
     except Exception as exc:  # a bug escaped the loop: say so and restart, as a crash on a device would

@@ -1,4 +1,4 @@
-"""Validate config.json (see docs/contract.md) and fill in every default.
+"""Validate config.json (see docs/contract.md) and fill in every default; merge a remote `set`.
 
 The rules live in tables of (key, check, arg, default) rows, one table per
 JSON object, so a new field is one row. A check returns the normalized value
@@ -223,6 +223,13 @@ _QUEUE = (
     ("drain_per_s", _num, (1, 200), 20),  # catch-up rate after an outage, records per second
 )
 
+# The board's status LED, blinked by the identify command; null: the board has none (or it is unknown).
+LED_TYPES = ("gpio", "ws2812")
+_LED = (
+    ("pin", _int, _PIN, _REQ),
+    ("type", _oneof, LED_TYPES, "gpio"),
+)
+
 _TIME = (("ntp_host", _str_or_null, (1, 253), "pool.ntp.org"),)  # null: never sync the clock
 
 _INTERVALS = (
@@ -332,6 +339,7 @@ _TOP = (
     ("trend", _object, _TREND, {}),
     ("queue", _object, _QUEUE, {}),
     ("time", _object, _TIME, {}),
+    ("led", _object_or_null, _LED, None),
     ("thresholds", _any_object, None, {}),  # checked after sensors are known
 )
 
@@ -403,15 +411,96 @@ def brokers(broker):
     return out
 
 
+def _led_pin(cfg):
+    """The LED's pin must not be one a sensor drives: blinking it would garble the bus."""
+    led = cfg["led"]
+    if led is None:
+        return
+    for i in range(len(cfg["sensors"])):
+        s = cfg["sensors"][i]
+        for key in ("pin", "sda", "scl"):
+            if s.get(key) == led["pin"]:
+                raise ConfigError("led.pin", led["pin"], "%d is already used by sensors[%d].%s"
+                                  % (led["pin"], i, key))
+
+
 def validate(raw):
     """Return a new, fully defaulted config dict, or raise ConfigError."""
     cfg = _fields(raw, _TOP, "")
     _broker_port(cfg["broker"])
     if cfg["broker"]["backup"] is not None:
         _broker_port(cfg["broker"]["backup"])
+    _led_pin(cfg)
     cfg["thresholds"] = _thresholds(cfg["thresholds"], cfg["sensors"])
     _iso_velocity_limits(cfg)
     return cfg
+
+
+# ---- the set command: change intervals and thresholds remotely ----
+
+SETTABLE = ("intervals", "thresholds")
+GOOD = "config.good.json"  # the last config that loaded (see load_or_last_good)
+
+
+def _patch(target, patch, depth):
+    """JSON Merge Patch (RFC 7396): null removes a key (back to its default), an object merges
+    key by key, anything else replaces. Cut at `depth` levels, so the recursion is bounded whatever
+    a command holds (deeper objects replace whole; validation rejects them)."""
+    if depth == 0 or type(patch) is not dict:
+        return patch
+    out = dict(target) if type(target) is dict else {}
+    for key in patch:
+        if patch[key] is None:
+            out.pop(key, None)
+        else:
+            out[key] = _patch(out.get(key), patch[key], depth - 1)
+    return out
+
+
+def update(raw, changes):
+    """(new raw config, its validated cfg) with `changes` ({"intervals": {...}, "thresholds":
+    {...}}) merged into the raw config as JSON merge patches, two levels deep: an interval, a
+    metric's limits field by field; {"<metric>": null} removes a threshold. Raises ConfigError
+    (nothing is changed: raw is left alone) for a key that may not be set or an invalid result."""
+    if not changes:
+        raise ConfigError("set", None, "nothing to change: give intervals or thresholds")
+    new = dict(raw)
+    for key in sorted(changes):
+        if key not in SETTABLE:
+            raise ConfigError(key, changes[key], "cannot be set remotely (only intervals and thresholds)")
+        if type(changes[key]) is not dict:
+            raise _bad(key, changes[key], "is not an object")
+        new[key] = _patch(raw.get(key), changes[key], 2)
+    return new, validate(new)
+
+
+def _diff(path, old, new, out):
+    if type(old) is dict and type(new) is dict:
+        for key in sorted(set(old) | set(new)):
+            _diff(path + "." + key, old.get(key), new.get(key), out)
+    elif old != new:
+        out[path] = new
+
+
+def changes(old, new):
+    """{dotted path: new value} for what differs in the settable sections of two validated configs
+    (None for old: everything); a removed threshold maps to None, a new one to all its limits."""
+    out = {}
+    for key in SETTABLE:
+        _diff(key, old[key] if old else {}, new[key], out)
+    return out
+
+
+def save(raw, path="config.json", good=GOOD):
+    """Write a validated raw config to path, then the same text as the last good copy (so the next
+    boot finds them equal and writes nothing). Both atomic; OSError when path cannot be written
+    (path is then unchanged); a failed copy leaves the old copy, as load_or_last_good does."""
+    text = json.dumps(raw)
+    write_atomic(path, text)
+    try:
+        write_atomic(good, text)
+    except OSError as e:
+        print("last good config not saved:", repr(e))
 
 
 def read(path="config.json"):
@@ -463,7 +552,7 @@ def _text(path):
         return None
 
 
-def load_or_last_good(path="config.json", good="config.good.json"):
+def load_or_last_good(path="config.json", good=GOOD):
     """Load path, falling back to the last config that loaded (a copy kept in `good`).
 
     Returns (cfg, error, fallback):

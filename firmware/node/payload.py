@@ -13,9 +13,11 @@ from node.alarms import LEVELS
 from node.health import overall
 
 KINDS = ("status", "telemetry", "alarm", "diag", "cmd", "ack")
-# Each command with the optional string arguments it takes.
-COMMANDS = {"ping": (), "diag": (), "ack-alarm": ("metric",), "rebaseline": ("sensor",), "reboot": (),
-            "resume": ()}
+# Each command with the optional arguments it takes and the JSON type each must have
+# (parse_command checks types only; the command itself checks values).
+COMMANDS = {"ping": {}, "diag": {}, "ack-alarm": {"metric": str}, "rebaseline": {"sensor": str}, "reboot": {},
+            "resume": {}, "set": {"intervals": dict, "thresholds": dict}, "identify": {"s": int}}
+_TYPE_NAMES = {str: "a string", dict: "an object", int: "an integer"}
 MAX_COMMAND = const(512)
 MAX_ID = const(64)
 
@@ -236,7 +238,7 @@ class CommandError(ValueError):
 def parse_command(msg):
     """(cmd_id, cmd, args) from a cmd message (bytes or str), else CommandError.
 
-    args holds the command's arguments (COMMANDS names them; all optional strings).
+    args holds the command's arguments (COMMANDS names them and their types; all optional).
     """
     if type(msg) is str:
         msg = msg.encode()
@@ -266,7 +268,7 @@ def parse_command(msg):
             continue
         if k not in takes:
             raise CommandError("%s takes no argument %s" % (cmd, repr(k)), cmd_id, cmd)
-        if type(d[k]) is not str:
-            raise CommandError("%s: %s must be a string" % (cmd, k), cmd_id, cmd)
+        if type(d[k]) is not takes[k]:  # type(): true is not an integer here
+            raise CommandError("%s: %s must be %s" % (cmd, k, _TYPE_NAMES[takes[k]]), cmd_id, cmd)
         args[k] = d[k]
     return cmd_id, cmd, args

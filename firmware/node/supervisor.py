@@ -57,6 +57,12 @@ class Watchdog:
             raise ValueError("unknown watchdog part: " + repr(part))
         self._last[part] = now_ms
 
+    def deadline(self, part, ms):
+        """Change one part's longest allowed gap (e.g. after the sampling intervals changed)."""
+        if part not in self._deadline:
+            raise ValueError("unknown watchdog part: " + repr(part))
+        self._deadline[part] = ms
+
     def late(self, now_ms):
         """The first part (by name) whose last check-in is older than its deadline, or None."""
         for name in self._names:

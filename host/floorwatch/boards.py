@@ -132,6 +132,12 @@ def load(name, directory=None):
     return board
 
 
+def status_led(board):
+    """The node config's `led` for this board (null when it has none), for `identify`."""
+    pin = board["pins"]["led"]
+    return None if pin is None else {"pin": pin, "type": board["led_type"]}
+
+
 def _check_sensors(board, fail):
     # The contract's config rules apply as they would on a node with these sensors.
     stub = {"device_id": "board", "site": "check", "wifi": {"ssid": "x"}, "broker": {"host": "x"},

@@ -123,6 +123,7 @@ def node_config(spec, device_id, password):
         broker["backup"].update(user=device_id, password=password)
     cfg.update(device_id=device_id, site=spec["fleet"]["site"], wifi=dict(spec["wifi"]), broker=broker)
     cfg.setdefault("sensors", copy.deepcopy(spec["board_def"]["default_sensors"]))
+    cfg.setdefault("led", boards.status_led(spec["board_def"]))
     return cfg
 
 

@@ -51,6 +51,7 @@ def _full():
         "trend": {"window_s": 600},
         "queue": {"flash_kb": 256, "drain_per_s": 20},
         "time": {"ntp_host": "pool.ntp.org"},
+        "led": None,
         "thresholds": {
             "bearing": _limits(80, 90, 2, on_delay_s=60, early_s=900),
             "bearing.rate": _limits(1.0, None, 0.2),
@@ -132,7 +133,8 @@ def test_defaults_filled():
     assert cfg["trend"] == {"window_s": 600}
     assert cfg["queue"] == {"flash_kb": 256, "drain_per_s": 20}
     assert cfg["time"] == {"ntp_host": "pool.ntp.org"}
-    assert sorted(cfg) == ["baseline", "broker", "device_id", "intervals", "machine", "queue", "sensors",
+    assert cfg["led"] is None
+    assert sorted(cfg) == ["baseline", "broker", "device_id", "intervals", "led", "machine", "queue", "sensors",
                            "site", "thresholds", "time", "trend", "wifi"]
 
 
@@ -823,3 +825,167 @@ def test_a_directory_in_place_of_a_file():
         assert cfg["device_id"] == "press-07" and err is None and fallback.startswith(path + ": ")
     finally:
         os.rmdir(path)
+
+
+# ---- the status LED ----
+
+def test_led_is_optional_and_defaults_to_gpio():
+    assert config.validate(_with(_minimal(), "led", None))["led"] is None
+    assert config.validate(_with(_minimal(), "led", {"pin": 48}))["led"] == {"pin": 48, "type": "gpio"}
+    assert config.validate(_with(_minimal(), "led", {"pin": 8, "type": "ws2812"}))["led"] == {
+        "pin": 8, "type": "ws2812"}
+
+
+def _lit():
+    """The doc's example with a GPIO LED on pin 2, as the common ESP32 DevKit clones have."""
+    return _with(_full(), "led", {"pin": 2, "type": "gpio"})
+
+
+def test_led_rules():
+    assert config.validate(_lit())["led"] == {"pin": 2, "type": "gpio"}
+    _rejects(_with(_full(), "led", "gpio2"), "led", "'gpio2' is not an object or null")
+    _rejects(_with(_full(), "led", {}), "led.pin", "missing (required)")
+    _rejects(_with(_lit(), "led.pin", 49), "led.pin", "49 is out of range 0..48")
+    _rejects(_with(_lit(), "led.pin", True), "led.pin", "is not an integer")
+    _rejects(_with(_lit(), "led.type", "rgb"), "led.type", "'rgb' is not one of gpio, ws2812")
+    _rejects(_with(_lit(), "led.colour", "blue"), "led.colour", "unknown key")
+
+
+def test_led_pin_must_not_be_a_sensor_pin():
+    e = _rejects(_with(_lit(), "led.pin", 4), "led.pin", "4 is already used by sensors[0].pin")
+    assert e.value == 4
+    _rejects(_with(_lit(), "led.pin", 22), "led.pin", "22 is already used by sensors[3].scl")
+    _rejects(_with(_lit(), "led.pin", 21), "led.pin", "sensors[3].sda")
+
+
+# ---- set: merging intervals and thresholds ----
+
+def test_update_merges_one_interval_and_one_limit_field():
+    raw = _full()
+    new, cfg = config.update(raw, {"intervals": {"temp_s": 5}, "thresholds": {"bearing": {"warn": 75}}})
+    assert new["intervals"] == {"temp_s": 5, "vib_s": 30, "diag_s": 60}
+    assert new["thresholds"]["bearing"] == _limits(75, 90, 2, on_delay_s=60, early_s=900)
+    assert new["thresholds"]["motor.rms"] == raw["thresholds"]["motor.rms"]  # others untouched
+    assert cfg == config.validate(new) and cfg["intervals"]["temp_s"] == 5
+    assert raw == _full()  # the input is left alone
+    assert new["wifi"] == raw["wifi"] and new["sensors"] == raw["sensors"]
+
+
+def test_update_works_on_a_sparse_file_and_fills_defaults_only_in_cfg():
+    raw = _minimal()
+    raw["sensors"] = [{"name": "chip", "type": "mcu_temp"}]
+    new, cfg = config.update(raw, {"thresholds": {"chip": {"alarm": 70}}, "intervals": {"diag_s": 120}})
+    # The file keeps only what was given: defaults stay defaults (they may change with the firmware).
+    assert new["thresholds"] == {"chip": {"alarm": 70}} and new["intervals"] == {"diag_s": 120}
+    assert cfg["thresholds"]["chip"] == _limits(None, 70)
+    assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 120}
+
+
+def test_update_null_removes_back_to_the_default():
+    raw = _full()
+    new, cfg = config.update(raw, {"thresholds": {"bearing.rate": None, "motor.vel": None,
+                                                  "bearing": {"early_s": None}},
+                                   "intervals": {"vib_s": None}})
+    assert "bearing.rate" not in new["thresholds"] and "bearing.rate" not in cfg["thresholds"]
+    assert cfg["thresholds"]["motor.vel"] == _limits(2.8, 4.5, 0.28)  # back to the ISO default
+    assert "early_s" not in new["thresholds"]["bearing"] and cfg["thresholds"]["bearing"]["early_s"] is None
+    assert cfg["intervals"]["vib_s"] == 30
+    # Removing what is not there is no error.
+    assert config.update(raw, {"thresholds": {"chip": None}})[0]["thresholds"] == raw["thresholds"]
+
+
+def test_update_rejects_an_invalid_result_with_the_validation_line():
+    raw = _full()
+    cases = (
+        ({"thresholds": {"bearing": {"warn": 95}}}, "thresholds.bearing.warn", "95 is above alarm 90"),
+        ({"intervals": {"temp_s": 0}}, "intervals.temp_s", "0 is out of range 1..3600"),
+        ({"intervals": {"every_s": 5}}, "intervals.every_s", "unknown key"),
+        ({"thresholds": {"pump": {"warn": 1}}}, "thresholds.pump", "'pump' is not a metric"),
+        ({"thresholds": {"bearing": {"warn": None, "alarm": None}}}, "thresholds.bearing", "needs warn or alarm"),
+        ({"thresholds": {"bearing": {"warn": {"x": 1}}}}, "thresholds.bearing.warn", "is not a number or null"),
+        ({"thresholds": {"chip": 5}}, "thresholds.chip", "5 is not an object"),
+    )
+    for changes, field, words in cases:
+        try:
+            config.update(raw, changes)
+        except config.ConfigError as e:
+            assert e.field == field and words in str(e) and str(e).startswith(field + ": "), (changes, str(e))
+            assert "\n" not in str(e)
+            continue
+        raise AssertionError("accepted: " + repr(changes))
+    assert raw == _full()
+
+
+def test_update_sets_only_intervals_and_thresholds():
+    for changes, field, words in (
+        ({"wifi": {"ssid": "x"}}, "wifi", "cannot be set remotely (only intervals and thresholds)"),
+        ({"intervals": {"temp_s": 5}, "broker": {}}, "broker", "cannot be set remotely"),
+        ({"intervals": 5}, "intervals", "5 is not an object"),
+        ({}, "set", "nothing to change"),
+    ):
+        try:
+            config.update(_full(), changes)
+        except config.ConfigError as e:
+            assert e.field == field and words in str(e), (changes, str(e))
+            continue
+        raise AssertionError("accepted: " + repr(changes))
+
+
+def test_update_depth_is_bounded():
+    deep = {"warn": 1}
+    for _ in range(40):
+        deep = {"x": deep}
+    try:
+        config.update(_full(), {"thresholds": {"bearing": {"warn": deep}}})
+    except config.ConfigError as e:
+        assert e.field == "thresholds.bearing.warn", str(e)
+        return
+    raise AssertionError("accepted a nested warn")
+
+
+def test_changes_lists_what_differs():
+    old = config.validate(_full())
+    new = config.update(_full(), {"intervals": {"temp_s": 5, "vib_s": 30},
+                                  "thresholds": {"bearing": {"warn": 75}, "bearing.rate": None,
+                                                 "chip": {"alarm": 70}}})[1]
+    assert config.changes(old, new) == {
+        "intervals.temp_s": 5,
+        "thresholds.bearing.warn": 75,
+        "thresholds.bearing.rate": None,
+        "thresholds.chip": _limits(None, 70),
+    }
+    assert config.changes(old, old) == {}
+    everything = config.changes(None, old)
+    assert everything["intervals.diag_s"] == 60 and everything["thresholds.motor.vel"] == old["thresholds"]["motor.vel"]
+
+
+def test_save_writes_the_file_and_the_last_good_copy_alike():
+    import json
+
+    path, good = _fresh("set_cfg.json"), _fresh("set_good.json")
+    _put(path, GOOD)
+    new = config.update(config.read(path), {"intervals": {"temp_s": 5}})[0]
+    with _CountingWrites() as writes:
+        config.save(new, path, good)
+    assert writes.paths == [path, good]
+    assert json.loads(read_text(path)) == new and read_text(good) == read_text(path)
+    assert not exists(path + ".tmp") and not exists(good + ".tmp")
+    with _CountingWrites() as writes:  # the next boot finds the copy equal and writes nothing
+        cfg, err, fallback = config.load_or_last_good(path, good)
+    assert writes.paths == [] and cfg["intervals"]["temp_s"] == 5 and (err, fallback) == (None, None)
+
+
+def test_save_that_cannot_write_leaves_both_files():
+    path, good = _fresh("sf_cfg.json"), _fresh("sf_good.json")
+    _put(path, GOOD)
+    _put(good, GOOD)
+    os.mkdir(path + ".tmp")
+    try:
+        config.save(config.update(config.read(path), {"intervals": {"temp_s": 5}})[0], path, good)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("saved over a blocked path")
+    finally:
+        os.rmdir(path + ".tmp")
+    assert read_text(path) == GOOD and read_text(good) == GOOD

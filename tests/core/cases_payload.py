@@ -273,6 +273,15 @@ def test_command_errors():
         (b'{"id": "c-4", "cmd": "ping", "verbose": true}', "c-4", "ping takes no argument 'verbose'"),
         (b'{"id": "c-5", "cmd": "ack-alarm", "metric": 5}', "c-5", "ack-alarm: metric must be a string"),
         (b'{"id": "c-6", "cmd": "rebaseline", "metric": "x"}', "c-6", "rebaseline takes no argument 'metric'"),
+        (b'{"id": "c-7", "cmd": "set", "wifi": {"ssid": "x"}}', "c-7", "set takes no argument 'wifi'"),
+        (b'{"id": "c-8", "cmd": "set", "intervals": "5"}', "c-8", "set: intervals must be an object"),
+        (b'{"id": "c-9", "cmd": "set", "thresholds": [1]}', "c-9", "set: thresholds must be an object"),
+        (b'{"id": "c-10", "cmd": "set", "thresholds": null}', "c-10", "set: thresholds must be an object"),
+        (b'{"id": "c-11", "cmd": "identify", "s": "10"}', "c-11", "identify: s must be an integer"),
+        (b'{"id": "c-12", "cmd": "identify", "s": 2.5}', "c-12", "identify: s must be an integer"),
+        (b'{"id": "c-13", "cmd": "identify", "s": true}', "c-13", "identify: s must be an integer"),
+        (b'{"id": "c-14", "cmd": "identify", "pin": 2}', "c-14", "identify takes no argument 'pin'"),
+        (b'{"id": "c-15", "cmd": "ack-alarm", "metric": {"a": 1}}', "c-15", "ack-alarm: metric must be a string"),
     )
     for msg, cmd_id, words in cases:
         e = _cmd_error(msg)
@@ -297,3 +306,41 @@ def test_command_error_answer_round_trip():
     e = _cmd_error(b'{"id": "c-19", "cmd": "frobnicate"}')
     doc = _load(payload.ack(e.cmd_id, e.cmd, False, error=str(e)))
     assert doc == {"id": "c-19", "cmd": "frobnicate", "ok": False, "error": "unknown command 'frobnicate'"}
+
+
+def test_set_takes_objects():
+    msg = b'{"id":"c1","cmd":"set","intervals":{"temp_s":5},"thresholds":{"bearing":{"warn":75}}}'
+    assert payload.parse_command(msg) == (
+        "c1", "set", {"intervals": {"temp_s": 5}, "thresholds": {"bearing": {"warn": 75}}})
+    assert payload.parse_command(b'{"id":"c2","cmd":"set","thresholds":{"bearing":null}}') == (
+        "c2", "set", {"thresholds": {"bearing": None}})
+    # No arguments parses: the node answers that there is nothing to change.
+    assert payload.parse_command(b'{"id":"c3","cmd":"set"}') == ("c3", "set", {})
+
+
+def test_a_set_of_several_thresholds_fits_the_size_limit():
+    limits = {}
+    for metric in ("bearing", "winding", "motor.rms", "motor.vel", "motor.kurt"):
+        limits[metric] = {"warn": 80.5, "alarm": 90.5, "deadband": 2, "on_delay_s": 60}
+    msg = json.dumps({"id": "c-123456", "cmd": "set", "intervals": {"temp_s": 5, "vib_s": 20, "diag_s": 60},
+                      "thresholds": limits})
+    assert len(msg) <= payload.MAX_COMMAND, len(msg)
+    assert payload.parse_command(msg)[2]["thresholds"] == limits
+
+
+def test_identify_takes_an_integer():
+    assert payload.parse_command(b'{"id":"i1","cmd":"identify"}') == ("i1", "identify", {})
+    assert payload.parse_command(b'{"id":"i2","cmd":"identify","s":10}') == ("i2", "identify", {"s": 10})
+    # The range (0..3600) is the command's to check: parsing only knows types.
+    assert payload.parse_command(b'{"id":"i3","cmd":"identify","s":-1}')[2] == {"s": -1}
+
+
+def test_every_command_argument_has_a_type_name():
+    for cmd in payload.COMMANDS:
+        for arg in payload.COMMANDS[cmd]:
+            value = {str: '"x"', dict: "{}", int: "1"}[payload.COMMANDS[cmd][arg]]
+            msg = '{"id": "t", "cmd": "%s", "%s": %s}' % (cmd, arg, value)
+            assert payload.parse_command(msg)[2] == {arg: json.loads(value)}, msg
+            wrong = "[]"
+            e = _cmd_error('{"id": "t", "cmd": "%s", "%s": %s}' % (cmd, arg, wrong))
+            assert str(e).startswith("%s: %s must be " % (cmd, arg)), str(e)

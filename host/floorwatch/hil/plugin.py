@@ -125,7 +125,7 @@ def hil_node(hil_board, hil_broker, hil_observer, request):
                    else hil_board.board_def["default_sensors"])
         config = {"device_id": device_id, "site": SITE, "wifi": {"ssid": ssid, "password": password},
                   "broker": {"host": host, "port": port, "keepalive_s": 15},
-                  "sensors": sensors, "intervals": dict(INTERVALS)}
+                  "sensors": sensors, "intervals": dict(INTERVALS), "led": boards.status_led(hil_board.board_def)}
         deployed = deploy.deploy(hil_board.port, config, board=hil_board.board_def["id"], force=True)
         hil_board.node = Node(device_id, SITE, config, deployed)
         wait_status(hil_observer, device_id, lambda s: s["state"] == "online", "online after the deploy")

@@ -490,6 +490,7 @@ class Board:
         self.wall_offset = None  # RTC seconds minus board seconds, once the firmware sets the clock
         self.ticks_origin = 0.0  # board time when ticks_ms() last restarted from 0 (every reset but a soft one)
         self.pins = {}
+        self.neopixels = {}  # pin -> the colours a WS2812 chain shows (sim/mpy/neopixel.py)
         self.wlan = self._fresh_wlan()
         self.wifi_connects = 0
         self.heap_used = 40000  # what gc reports as allocated; the firmware's heap is not modelled
@@ -754,6 +755,7 @@ class Board:
         if cause != SOFT_RESET:  # a soft reset keeps the WiFi driver's state and the ticks; the others do not
             self.wlan = self._fresh_wlan()
             self.pins = {}
+            self.neopixels = {}
             self.ticks_origin = self.clock.now()
 
     def _idle_at_repl(self):

@@ -79,6 +79,7 @@ def board_config(index, site, host, port, board_def, seed, ap, intervals=None, t
         "broker": {"host": host, "port": port, "user": None, "password": None, "tls": False, "keepalive_s": 15},
         "sensors": sensors,
         "intervals": dict(intervals or SIM_INTERVALS),
+        "led": boards.status_led(board_def),
         "thresholds": limits,
     }
 

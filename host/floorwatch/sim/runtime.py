@@ -24,7 +24,7 @@ from pathlib import Path
 FIRMWARE_DIR = Path(__file__).resolve().parents[3] / "firmware"
 
 FAKES = ("machine", "network", "time", "micropython", "esp32", "socket", "ssl", "os", "gc", "sys",
-         "random", "onewire", "ds18x20", "select", "ntptime")
+         "random", "onewire", "ds18x20", "select", "ntptime", "neopixel")
 SHARED = ("json", "struct", "math", "array", "binascii", "errno", "hashlib", "collections", "io",
           "re", "cmath", "heapq")
 ALIASES = {"u" + name: name for name in FAKES + SHARED}
