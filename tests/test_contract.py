@@ -64,7 +64,7 @@ def base(kind):
 
 def test_the_doc_has_an_example_of_every_kind():
     assert sorted({k for k, _ in EXAMPLES}) == sorted(KINDS)
-    assert len(EXAMPLES) == 16
+    assert len(EXAMPLES) == 23
 
 
 @pytest.mark.parametrize("kind, message", EXAMPLES,
@@ -332,6 +332,8 @@ ROMS = [s["rom"] for s in base("config")["sensors"] if s["type"] == "ds18b20"]
 MINIMAL_CONFIG = {"device_id": "n1", "site": "s", "wifi": {"ssid": "w"}, "broker": {"host": "b"}}
 
 VALID = [
+    ("export", edit("export", {"axis": "x", "quantity": "rms", "value": 0.012, "unit": "g", "sensor": "motor"})),
+    ("export", edit("export", {"time": None, "value": None})),  # no wall time yet; a failed read
     ("status", OFFLINE),
     ("status", edit("status", {"config_error": "sensors[1].addr: 300 is not one of 83, 29",
                                "health": "fault"})),
@@ -495,14 +497,19 @@ INVALID = [
     ("ack", edit("ack", {"error": DROP}, NOT_READ), "error: missing (required)"),
     ("ack", edit("ack", {"result": {}}, NOT_READ), "result: not allowed when ok is false"),
     ("ack", edit("ack", {"cmd": "frobnicate"}, PING_ACK),
-     "cmd: 'frobnicate' is not one of ping, diag, ack-alarm, rebaseline, reboot, resume (only known commands succeed)"),
+     "cmd: 'frobnicate' is not one of ping, diag, ack-alarm, rebaseline, reboot, resume, set, identify (only known commands succeed)"),
     ("ack", edit("ack", {"id": None}, PING_ACK),
      "id: null is not a string (a command that succeeded was read, so its id is echoed)"),
     ("ack", edit("ack", {"result.boot": DROP}, PING_ACK), "result.boot: missing (required)"),
     ("ack", edit("ack", {"ok": "yes"}, PING_ACK), "ok: 'yes' is not true or false"),
     ("ack", {"id": "c-18", "cmd": "diag", "ok": True, "result": edit("diag", {"rssi": 5})},
      "result.rssi: 5 is out of range -127..0"),
+    # export
+    ("export", edit("export", {"device": DROP}), "device: missing (required)"),
+    ("export", edit("export", {"seq": -1}), "seq: -1 is below 0"),
+    ("export", edit("export", {"axis": "w"}), "axis: 'w' is not one of x, y, z, null"),
     # config
+    ("config", edit("config", {"led": {"pin": 4, "type": "gpio"}}), "led.pin: 4 is already used by sensors[0].pin"),
     ("config", edit("config", {"inteval": {}}), "inteval: unknown key"),
     ("config", edit("config", {"broker.hots": "x"}), "broker.hots: unknown key"),
     ("config", edit("config", {"intervals.temp": 5}), "intervals.temp: unknown key"),
