@@ -150,12 +150,13 @@ def boards_command():
 # The technician's and the developer's commands, each defined beside what it drives.
 from .analyze import command as _analyze  # noqa: E402 (registered after the group exists)
 from .deploy import command as _deploy  # noqa: E402
+from .fleet.command import command as _fleet  # noqa: E402
 from .flash import command as _flash  # noqa: E402
 from .ports import command as _ports  # noqa: E402
 from .provision import command as _provision  # noqa: E402
 from .vboard.command import command as _vboard  # noqa: E402
 
-for _command in (_analyze, _ports, _flash, _deploy, _provision, _vboard):
+for _command in (_analyze, _ports, _flash, _deploy, _provision, _vboard, _fleet):
     cli.add_command(_command)
 
 
