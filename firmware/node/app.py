@@ -69,15 +69,17 @@ def _save_json(path, data):
 
 
 def _build_ids(config_path):
-    """(app hash, config.json hash, MicroPython release) for the status: the first 12 hex digits of
-    the app hash deploy wrote to app.json and of config.json's SHA-256; None where there is none."""
+    """(app hash, config.json hash, MicroPython release, board) for the status: the first 12 hex
+    digits of the app hash deploy wrote to app.json and of config.json's SHA-256 (None where there
+    is none), and what MicroPython calls the board (os.uname().machine)."""
     app = (_load_json(_APP_FILE) or {}).get("app")
     try:
         with open(config_path, "rb") as f:
             cfg = hexlify(hashlib.sha256(f.read()).digest())[:12].decode()
     except OSError:
         cfg = None
-    return (app[:12] if type(app) is str else None), cfg, os.uname().release
+    uname = os.uname()
+    return (app[:12] if type(app) is str else None), cfg, uname.release, uname.machine
 
 
 def _boot_counter():
@@ -121,7 +123,7 @@ class Node:
         self.cfg = cfg
         self.config_path = config_path  # where `set` writes (config.GOOD holds the last good copy)
         self.led = None  # a StatusLed, made by the first identify
-        self.build = build  # (app, cfg, mp) hashes and release, for the status
+        self.build = build  # (app, cfg, mp, hw), for the status
         self.config_error = config_error
         self.config_fallback = fallback
         self.record = record

@@ -123,9 +123,9 @@ def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None,
     runs. broker: "primary" or "backup".
     vib: {accelerometer name: (odr_hz, lo_hz, hi_hz, limited)}, what its velocity band covers.
     baseline: "learning" or "ready" (None when nothing is monitored).
-    build: (app, cfg, mp): the deployed app's hash and config.json's (12 hex digits each, None when
-    unknown) and the MicroPython release, so that a provisioning rerun sees from the broker alone
-    that a node needs nothing.
+    build: (app, cfg, mp, hw): the deployed app's hash and config.json's (12 hex digits each, None
+    when unknown), the MicroPython release and board, so that a provisioning rerun sees from the
+    broker alone that a node needs nothing, and the fleet monitor which board it is.
     """
     d = {"state": state, "fw": fw, "boot": boot}
     if state != "offline":
@@ -149,7 +149,7 @@ def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None,
         if broker:
             d["broker"] = broker
         if build:
-            d["app"], d["cfg"], d["mp"] = build
+            d["app"], d["cfg"], d["mp"], d["hw"] = build
     return _dumps(d)
 
 

@@ -164,12 +164,13 @@ def test_reboot_and_resume_take_no_arguments():
 
 
 def test_status_build_ids():
+    hw = "Generic ESP32 module with ESP32"
     doc = _load(payload.status("online", "0.1.0", 7, "power_on", None, "ok", None,
-                               build=("5f0c9e21ab47", "c81d02e7f3a9", "1.24.1")))
-    assert (doc["app"], doc["cfg"], doc["mp"]) == ("5f0c9e21ab47", "c81d02e7f3a9", "1.24.1")
-    unknown = _load(payload.status("online", "0.1.0", 7, "power_on", None, "ok", None, build=(None, None, "1.24.1")))
+                               build=("5f0c9e21ab47", "c81d02e7f3a9", "1.24.1", hw)))
+    assert (doc["app"], doc["cfg"], doc["mp"], doc["hw"]) == ("5f0c9e21ab47", "c81d02e7f3a9", "1.24.1", hw)
+    unknown = _load(payload.status("online", "0.1.0", 7, "power_on", None, "ok", None, build=(None, None, "1.24.1", hw)))
     assert unknown["app"] is None and unknown["cfg"] is None
-    assert "app" not in _load(payload.status("offline", "0.1.0", 7, build=("5f0c9e21ab47", None, "1.24.1")))
+    assert "app" not in _load(payload.status("offline", "0.1.0", 7, build=("5f0c9e21ab47", None, "1.24.1", hw)))
 
 
 def test_status_offline_will():
