@@ -178,3 +178,15 @@ def test_devices_are_copies_and_updates_from_another_thread_are_safe():
     for t in threads:
         t.join()
     assert fleet.summary()["total"] == 101
+
+
+def test_a_retained_alarm_picture_does_not_bring_an_offline_device_back():
+    # On subscribing, the broker hands over the Last Will and then the alarm picture it kept:
+    # old news, not a sign of life.
+    state = FleetState(heartbeat_s=90)
+    state.update("s", "d", "status", {"state": "offline", "fw": "0.1.0", "boot": 3}, 100.0, retained=True)
+    alerts = state.update("s", "d", "alarm", {"active": {}}, 100.1, retained=True)
+    assert alerts == []
+    assert state.devices()[0].state == "offline" and state.summary()["offline"] == 1
+    back = state.update("s", "d", "telemetry", {"boot": 4, "seq": 0, "n": 1, "r": [{"up": 5}]}, 120.0)
+    assert [a["kind"] for a in back] == ["online"]  # a live message does

@@ -92,7 +92,7 @@ class Monitor:
             self.violations = (self.violations + [(message.topic, str(exc))])[-100:]
             return
         now = time.time()
-        alerts = self.state.update(site, device, kind, body, now)
+        alerts = self.state.update(site, device, kind, body, now, retained=message.retain)
         if self.store is not None:
             if kind == "telemetry":
                 self.stats["records"] += self.store.add_telemetry(site, device, body)

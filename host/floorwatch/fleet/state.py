@@ -14,7 +14,8 @@ Which messages move which field (docs/contract.md):
 - the boot counter follows status and diag only: telemetry and alarm may come from an earlier boot
   (a queue drained after a reset). A Last Will from a boot before the one known is stale (an old
   connection's death reported late) and changes nothing but last_seen.
-- any message marks last_seen; one after an outage brings the device back online.
+- any live message marks last_seen, and one after an outage brings the device back online; a
+  retained one (the broker's stored status or alarm picture) does neither.
 """
 
 import copy
@@ -74,23 +75,31 @@ class FleetState:
                     "alarming": sum(bool(d.alarms) for d in devs)}
 
     # --- writing ---------------------------------------------------------------------------------
-    def update(self, site, device_id, kind, body, now):
-        """Take one validated message; returns the alerts it raises (a list, often empty)."""
+    def update(self, site, device_id, kind, body, now, retained=False):
+        """Take one validated message; returns the alerts it raises (a list, often empty).
+
+        retained: the broker's stored copy (status, alarm picture), handed over on subscribing.
+        It updates the picture but proves nothing about the device being alive now: it does not
+        count as heard from, and never brings an offline device back.
+        """
         with self._lock:
             dev = self._devices.get(device_id)
             alerts = []
             if dev is None:
                 dev = self._devices[device_id] = DeviceState(device_id, site)
+                dev.last_seen = now  # the heartbeat gives a device first seen now its full time
             elif dev.site != site:
                 alerts.append(_alert(now, dev, "changed", f"site changed {dev.site} -> {site}",
                                      field="site", old=dev.site, new=site))
                 dev.site = site
             was_offline = dev.state == "offline"
-            dev.last_seen = now
+            if not retained:
+                dev.last_seen = now
             handler = getattr(self, "_on_" + kind, None)
             if handler:
                 alerts += handler(dev, body, now)
-            if was_offline and dev.state == "offline" and not (kind == "status" and body["state"] == "offline"):
+            if (was_offline and dev.state == "offline" and not retained
+                    and not (kind == "status" and body["state"] == "offline")):
                 # Heard from after an outage without a fresh status: it is evidently alive.
                 dev.state, dev.online = self._alive_state.get(device_id, "unknown"), True
             if was_offline and dev.online:
