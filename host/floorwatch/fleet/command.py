@@ -32,7 +32,8 @@ def group():
 
 @group.command("watch")
 @broker_option
-@click.option("--db", type=click.Path(dir_okay=False), help="SQLite file to store telemetry and events in.")
+@click.option("--db", default="fleet.db", show_default=True, type=click.Path(dir_okay=False),
+              help="SQLite file to store telemetry and events in ('' : store nothing).")
 @click.option("--share", metavar="GROUP", help="Split the fleet with other monitors of GROUP (MQTT shared subscription).")
 @click.option("--heartbeat", default=90.0, show_default=True, type=click.FloatRange(5, 86400),
               help="Seconds of silence after which a device counts offline.")
@@ -48,7 +49,7 @@ def watch(broker, db, share, heartbeat, hook, webhook, sort, filter_expr, no_das
     dispatcher = alerts.Dispatcher(alerts.sinks(console=console, hook=hook, webhook=webhook))  # above the live table
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Monitor(*broker, db=db, share=share, heartbeat_s=heartbeat, on_alert=dispatcher.send) as monitor:
+    with Monitor(*broker, db=db or None, share=share, heartbeat_s=heartbeat, on_alert=dispatcher.send) as monitor:
         try:
             if no_dashboard:
                 stop.wait()
