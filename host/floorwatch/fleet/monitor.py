@@ -29,13 +29,14 @@ TICK_S = 1.0  # heartbeat resolution and the longest a stored message waits for 
 
 
 class Monitor:
-    def __init__(self, host, port, db=None, share=None, heartbeat_s=90, on_alert=None, site="+", session=None):
+    def __init__(self, host, port, db=None, share=None, heartbeat_s=90, on_alert=None, site="+", session=None,
+                 kinds=("+",)):
         self.host, self.port = host, port
         self.state = FleetState(heartbeat_s=heartbeat_s)
         self.store = Store(db) if db else None
         self.on_alert = on_alert or (lambda alert: None)
-        topic = "floorwatch/%s/+/+" % site
-        self.topic = "$share/%s/%s" % (share, topic) if share else topic
+        topics = ["floorwatch/%s/+/%s" % (site, kind) for kind in kinds]
+        self.topics = ["$share/%s/%s" % (share, t) for t in topics] if share else topics
         self.stats = {"messages": 0, "records": 0, "violations": 0}
         self.violations = []  # (topic, reason), the latest 100
         self._connected = threading.Event()
@@ -76,7 +77,7 @@ class Monitor:
 
     # --- paho callbacks (its network thread) ----------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
-        client.subscribe(self.topic, qos=1)
+        client.subscribe([(topic, 1) for topic in self.topics])
         self._connected.set()
 
     def _on_message(self, client, userdata, message):
@@ -121,8 +122,9 @@ class Monitor:
 
 def snapshot(host, port, settle_s=0.5, limit_s=3.0):
     """The fleet as its retained messages describe it (no database): a FleetState after the broker
-    has handed over the retained statuses and alarm pictures (no new one for settle_s)."""
-    with Monitor(host, port, heartbeat_s=None) as monitor:
+    has handed over the retained statuses and alarm pictures (no new one for settle_s; only
+    those kinds are subscribed to, so a busy fleet's telemetry does not keep it from settling)."""
+    with Monitor(host, port, heartbeat_s=None, kinds=("status", "alarm")) as monitor:
         deadline = time.monotonic() + limit_s
         seen, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
