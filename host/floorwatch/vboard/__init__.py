@@ -167,7 +167,8 @@ class VBoard:
 
     # --- modes ------------------------------------------------------------------------------
     def _enter_download(self, banner=True):
-        if self.board.running:
+        # From machine.bootloader() the board's own thread is here: it stops itself afterwards.
+        if self.board.running and threading.current_thread() is not self.board.thread:
             self.board.power_off()
         self.mode = "download"
         self._tail = b""
@@ -176,12 +177,9 @@ class VBoard:
             self.endpoint.send(self.loader.banner())
 
     def _bootloader_called(self):
-        """machine.bootloader(), from the board's thread (which then stops itself)."""
+        """machine.bootloader(), from the board's thread."""
         with self._lock:
-            self.mode = "download"
-            self._tail = b""
-            self.loader = RomLoader(self.board_def["chip"], self.mac, self.flash)
-            self.endpoint.send(self.loader.banner())
+            self._enter_download()
 
     def _boot(self):
         """Reset into the flash: MicroPython if it is there (True); else say what the ROM says."""
