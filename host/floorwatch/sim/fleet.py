@@ -14,6 +14,7 @@ a limit in a test: {"motor.vel": {"warn": 0.9, "alarm": 4.5}}.
 """
 
 import json
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -58,8 +59,14 @@ def device_id(index):
     return "sim-%03d" % (index + 1)
 
 
-def board_config(index, site, host, port, board_def, seed, ap, intervals=None, thresholds=None):
-    """The config.json the sim writes onto board `index`'s flash; `thresholds` override per metric."""
+def new_password():
+    """A broker password no other board has: there is no default password to guess, in the sim either."""
+    return secrets.token_urlsafe(18)
+
+
+def board_config(index, site, host, port, board_def, seed, ap, intervals=None, thresholds=None, password=None):
+    """The config.json the sim writes onto board `index`'s flash; `thresholds` override per metric.
+    The board logs in to the broker as its device id, with `password` (a new one when None)."""
     sensors = []
     for number, spec in enumerate(board_def["default_sensors"]):
         spec = dict(spec)
@@ -76,7 +83,8 @@ def board_config(index, site, host, port, board_def, seed, ap, intervals=None, t
         "device_id": device_id(index),
         "site": site,
         "wifi": {"ssid": ap.ssid, "password": ap.password},
-        "broker": {"host": host, "port": port, "user": None, "password": None, "tls": False, "keepalive_s": 15},
+        "broker": {"host": host, "port": port, "user": device_id(index), "password": password or new_password(),
+                   "tls": False, "keepalive_s": 15},
         "sensors": sensors,
         "intervals": dict(intervals or SIM_INTERVALS),
         "led": boards.status_led(board_def),
@@ -109,6 +117,7 @@ class Fleet:
         self.workdir = Path(workdir or self._tmp)
         self.boards = []
         self.machines = []
+        self.passwords = {}  # device id -> its broker password, for a broker that checks them
         self.vclock, clocks = make_clocks(speed, count)
         for index, clock in enumerate(clocks):
             board_seed = seed * 100003 + index + 1
@@ -117,6 +126,7 @@ class Fleet:
             board = Board(device_id(index), seed=board_seed, flash_dir=self.workdir / device_id(index),
                           chip=self.board_def["chip"], ap=ap, clock=clock)
             config = board_config(index, site, host, port, self.board_def, board_seed, ap, intervals, thresholds)
+            self.passwords[board.device_id] = config["broker"]["password"]
             (board.flash_dir / "config.json").write_text(json.dumps(config, indent=1))
             wire(board, config, machine)
             self.boards.append(board)
