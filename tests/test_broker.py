@@ -227,3 +227,32 @@ def test_persistent_broker_keeps_queued_messages_through_a_restart(clients):
         late = clients(server)
         late.subscribe("floorwatch/s/d/status")
         assert late.next_message().payload == b"online"     # retained messages survive too
+
+
+# --- secure mode (a floorwatch.security broker directory) ---------------------------------------
+
+def test_secure_mode_needs_a_password_keeps_both_ports_and_tracks_its_pid(tmp_path):
+    from floorwatch.security.brokerdir import BrokerDir
+    secure = BrokerDir.init(tmp_path / "broker", devices=[("s", "press-1", "Ty6uE1-1-8kMw3qA9zVs")])
+    pid_file = tmp_path / "broker" / "mosquitto.pid"
+    assert Mosquitto().tls_url is None
+    with Mosquitto(secure=secure) as server:
+        assert pid_file.read_text().strip() == str(server._proc.pid)
+        ports = (server.port, server.tls_port)
+        assert server.tls_port != server.port and server.tls_url == f"mqtts://localhost:{server.tls_port}"
+        with socket.create_connection((server.host, server.port), timeout=WAIT_S) as anonymous:
+            anonymous.sendall(b"\x10\x0f\x00\x04MQTT\x04\x02\x00\x3c\x00\x03raw")
+            assert anonymous.recv(4) == b"\x20\x02\x00\x05"  # CONNACK: not authorised
+        server.restart()
+        assert (server.port, server.tls_port) == ports
+        assert pid_file.read_text().strip() == str(server._proc.pid)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="press-1", protocol=mqtt.MQTTv311)
+        c.username_pw_set("press-1", "Ty6uE1-1-8kMw3qA9zVs")
+        c.tls_set(ca_certs=str(secure.ca_path))
+        assert c.connect("localhost", server.tls_port) == 0
+        c.loop_start()
+        c.publish("floorwatch/s/press-1/status", b"online", qos=1).wait_for_publish(timeout=WAIT_S)
+        c.disconnect()
+        c.loop_stop()
+        assert "as press-1 (p2" in server.log_text()
+    assert not pid_file.exists()

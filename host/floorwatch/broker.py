@@ -10,6 +10,12 @@ messages) across restart(), in the temp dir.
 
     with Mosquitto() as broker:
         host, port = broker.host, broker.port      # or broker.url
+
+`secure=BrokerDir(...)` (floorwatch.security.brokerdir) runs that directory's passwords, ACL and
+certificates instead of letting anyone in: a TLS listener on `tls_port` (`tls_url`, whose host name
+`localhost` the broker certificate names) and a plain one on `port`, both on 127.0.0.1 and both
+checking passwords and the ACL. While it runs, its pid is in the directory's mosquitto.pid, so
+BrokerDir.reload() reaches it after add_device().
 """
 
 import os
@@ -81,8 +87,10 @@ class Mosquitto:
 
     host = "127.0.0.1"
 
-    def __init__(self, port=None, start_timeout=10.0, persistent=False):
+    def __init__(self, port=None, start_timeout=10.0, persistent=False, secure=None):
         self.port = port
+        self.secure = secure
+        self.tls_port = None
         self.start_timeout = start_timeout
         self.persistent = persistent
         self.paused = False
@@ -93,6 +101,10 @@ class Mosquitto:
     @property
     def url(self):
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def tls_url(self):
+        return f"mqtts://localhost:{self.tls_port}" if self.secure else None
 
     @property
     def running(self):
@@ -117,6 +129,8 @@ class Mosquitto:
         for attempt in range(attempts):
             if pick:
                 self.port = _free_port(self.host)
+            if self.secure and (pick or self.tls_port is None):
+                self.tls_port = _free_port(self.host)
             failure = self._launch(binary)
             if failure is None:
                 return self
@@ -171,6 +185,8 @@ class Mosquitto:
     # --- internals ---
 
     def _write_config(self):
+        if self.secure:
+            return self._write_secure_config()
         lines = [
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
@@ -189,12 +205,21 @@ class Mosquitto:
             "connection_messages true",
             "log_timestamp_format %H:%M:%S",
         ]
+        return self._save_config("\n".join(lines) + "\n")
+
+    def _write_secure_config(self):
+        text = self.secure.conf_text(self.tls_port, self.port, self._dir if self.persistent else None,
+                                     os.path.join(self._dir, "mosquitto.log"), tls_address=self.host)
+        return self._save_config(text)
+
+    def _save_config(self, text):
         if getattr(os, "geteuid", lambda: -1)() == 0:
-            # As root mosquitto switches to user 'mosquitto', which cannot write our log file.
-            lines.append("user root")
+            # As root mosquitto switches to user 'mosquitto', which cannot write our log file
+            # (nor, in secure mode, read the directory's 0600 password and ACL files).
+            text += "user root\n"
         path = os.path.join(self._dir, "mosquitto.conf")
         with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write(text)
         return path
 
     def _launch(self, binary):
@@ -217,7 +242,9 @@ class Mosquitto:
                     tail = _tail(f.read().decode("utf-8", "replace") + new_log)
                 return f"mosquitto failed to start on {self.host}:{self.port} (exit {code}): {tail}"
             # The log line proves the listener is ours, not another process on the port.
-            if " running" in new_log and _accepts(self.host, self.port):
+            if (" running" in new_log and _accepts(self.host, self.port)
+                    and (not self.secure or _accepts(self.host, self.tls_port))):
+                self._write_pid()
                 return None
             if time.monotonic() > deadline:
                 self._halt()
@@ -225,9 +252,28 @@ class Mosquitto:
                         f"{self.start_timeout:g} s: {_tail(new_log)}")
             time.sleep(0.02)
 
+    def _pid_path(self):
+        return os.path.join(self.secure.path, "mosquitto.pid") if self.secure else None
+
+    def _write_pid(self):
+        if self.secure:
+            with open(self._pid_path(), "w", encoding="ascii") as f:
+                f.write(f"{self._proc.pid}\n")
+
+    def _remove_pid(self, pid):
+        try:
+            with open(self._pid_path(), encoding="ascii") as f:
+                ours = f.read().strip() == str(pid)
+            if ours:  # another broker may run on the same directory since
+                os.unlink(self._pid_path())
+        except OSError:
+            pass
+
     def _halt(self):
         self.resume()  # a stopped process would not act on SIGTERM
         proc, self._proc = self._proc, None
+        if proc is not None and self.secure:
+            self._remove_pid(proc.pid)
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
