@@ -330,6 +330,17 @@ PING_ACK = {"id": "c-17", "cmd": "ping", "ok": True, "result": {"up": 612000, "f
 NOT_READ = {"id": None, "cmd": None, "ok": False, "error": "not JSON"}
 ROMS = [s["rom"] for s in base("config")["sensors"] if s["type"] == "ds18b20"]
 MINIMAL_CONFIG = {"device_id": "n1", "site": "s", "wifi": {"ssid": "w"}, "broker": {"host": "b"}}
+# A CA certificate in PEM (made with floorwatch.security.pki), as broker.ca holds it.
+CA = ("-----BEGIN CERTIFICATE-----\n"
+      "MIIBcDCCARWgAwIBAgIUPyYPcgEX+4Giz3S/gavDjy6qcukwCgYIKoZIzj0EAwIw\n"
+      "EzERMA8GA1UEAwwIY2FzZXMgQ0EwIBcNMjYxMTI1MTMzMTQ1WhgPMjEyNjExMDIx\n"
+      "MzMxNDVaMBMxETAPBgNVBAMMCGNhc2VzIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0D\n"
+      "AQcDQgAEsRLcYWHpo8F7f3Ek8DjpdLxWlkCjidQ2EJFlR532cAP4P5oj+50eL4H6\n"
+      "ndQi8189UiPy70lgUZbFpAkKMHO4HaNFMEMwEgYDVR0TAQH/BAgwBgEB/wIBADAO\n"
+      "BgNVHQ8BAf8EBAMCAQYwHQYDVR0OBBYEFBfJ75UpgZ6W+GbnEuQK47An8KohMAoG\n"
+      "CCqGSM49BAMCA0kAMEYCIQDBkCNfJ2ECI/LvOErAi3FJC+A+P5kEKbV1rzRZ/iuy\n"
+      "DAIhAJBrv0iyLY7vTppMB2WFqDBSw8yo9UMGl7vg+RJ68d8d\n"
+      "-----END CERTIFICATE-----\n")
 
 VALID = [
     ("export", edit("export", {"axis": "x", "quantity": "rms", "value": 0.012, "unit": "g", "sensor": "motor"})),
@@ -372,15 +383,18 @@ VALID = [
                                               "addr": 105}, "thresholds.bearing": DROP,
                                'thresholds."bearing.rate"': DROP})),
     ("config", edit("config", {"intervals": {"temp_s": 2.5, "vib_s": 1, "diag_s": 86400},
-                               "broker.user": "node", "broker.password": "pw", "broker.tls": True,
+                               "broker.user": "node", "broker.password": "pw", "broker.tls": True, "broker.ca": CA,
                                "broker.port": 8883, "wifi.password": "",
                                "thresholds.bearing": {"alarm": 90}})),
     ("config", edit("config", {"broker.backup": {"host": "10.0.0.3", "port": 8883, "user": "node",
-                                                 "password": "pw", "tls": True},
+                                                 "password": "pw", "tls": True, "ca": CA},
                                "queue": {"flash_kb": 16, "drain_per_s": 200}, "time": {"ntp_host": None}})),
     ("config", edit("config", {"broker.backup": None, "queue": {"flash_kb": 1024, "drain_per_s": 2.5},
                                "time": {"ntp_host": "10.0.0.1"}})),
     ("config", dict(MINIMAL_CONFIG, broker={"host": "b", "backup": {"host": "c"}}, queue={}, time={})),
+    ("config", edit("config", {"broker.ca": CA})),  # a CA without tls: kept for when tls is switched on
+    ("config", edit("config", {"broker.ca": None, "broker.backup": {"host": "c", "ca": None}})),
+    ("config", edit("config", {"broker.tls": True, "broker.ca": "# the site CA\n" + CA + CA})),  # a bundle
     ("config", edit("config", {"sensors": [
         {"name": "probe", "type": "ds18b20", "pin": 0},
         {"name": "imu", "type": "mpu6050", "sda": 1, "scl": 2, "addr": 105, "range_g": 16,
@@ -522,7 +536,7 @@ INVALID = [
     ("config", edit("config", {"wifi.ssid": "s" * 33}),
      "wifi.ssid: '" + "s" * 33 + "' is not 1..32 characters long"),
     ("config", edit("config", {"wifi.password": "p" * 64}),
-     "wifi.password: (hidden) is not 0..63 characters long"),
+     "wifi.password: <hidden> is not 0..63 characters long"),
     ("config", edit("config", {"broker.host": ""}), "broker.host: '' is not 1..253 characters long"),
     ("config", edit("config", {"broker.port": 0}), "broker.port: 0 is out of range 1..65535"),
     ("config", edit("config", {"broker.port": 65536}), "broker.port: 65536 is out of range 1..65535"),
@@ -605,7 +619,19 @@ INVALID = [
     ("config", edit("config", {"broker.backup": {"host": "b", "tls": "yes"}}),
      "broker.backup.tls: 'yes' is not true or false"),
     ("config", edit("config", {"broker.backup": {"host": "b", "password": 5}}),
-     "broker.backup.password: (hidden) is not a string or null"),
+     "broker.backup.password: <hidden> is not a string or null"),
+    ("config", edit("config", {"broker.password": ["s3cr3t-value"]}), "broker.password: <hidden> is not a string or null"),
+    ("config", edit("config", {"broker.tls": True}), "broker.ca: missing"),
+    ("config", edit("config", {"broker.tls": True, "broker.ca": None}), "broker.ca: null is not a string"),
+    ("config", edit("config", {"broker.backup": {"host": "b", "tls": True}}), "broker.backup.ca: missing"),
+    ("config", edit("config", {"broker.ca": 5}), "broker.ca: 5 is not a string or null"),
+    ("config", edit("config", {"broker.ca": "MIIBcDCC"}),
+     "broker.ca: 'MIIBcDCC' is not PEM text holding a certificate (-----BEGIN CERTIFICATE----- ... "
+     "-----END CERTIFICATE-----)"),
+    ("config", edit("config", {"broker.ca": CA.replace("-----END", "-----FIN")}),
+     "broker.ca: '-----BEGIN CERTIFICATE-----\\nMIIBcDC... is not PEM text holding a certificate"),
+    ("config", edit("config", {"broker.ca": CA + " " * 8192}),
+     "broker.ca: '-----BEGIN CERTIFICATE-----\\nMIIBcDC... is not 0..8192 characters long"),
     ("config", edit("config", {"broker.backup": {"host": "b", "keepalive_s": 30}}),
      "broker.backup.keepalive_s: unknown key"),
     ("config", edit("config", {"queue": 256}), "queue: 256 is not an object"),
@@ -647,6 +673,8 @@ def node_config():
 # The node words these four differently (same field): a ROM's two rules as one or two sentences,
 # a ROM shown lower-cased, and any unknown metric as "not a metric of a configured sensor".
 WORDED_DIFFERENTLY = {"sensors[0].rom: ", "thresholds.motor.speed: 'motor.speed' is not a metric name",
+                      # The node says why a CA is needed: "missing: tls is true, so the node needs ..."
+                      "broker.ca: missing", "broker.backup.ca: missing", "broker.ca: null is not a string",
                       f"sensors[1].rom: '{ROMS[0].upper()}' clashes with sensors[0]: probes sharing a pin need distinct roms"}
 
 

@@ -4,7 +4,17 @@ The rules live in tables of (key, check, arg, default) rows, one table per
 JSON object, so a new field is one row. A check returns the normalized value
 or raises ConfigError; the first problem wins, in table order, so the error a
 node reports does not depend on dict iteration order.
+
+Config errors are printed and published (retained) in status, so they never show a secret: the
+value of a password or key field is shown as <hidden>, and not kept in ConfigError.value.
+
+A broker entry may be structurally valid yet unfit to log in with: credentials_problem() says why
+(no user, no password, a placeholder, too short). validate() accepts such a config, so a node
+with a bad password still samples and queues locally; node.link refuses that broker, and the host
+tools refuse to deploy such a config. The placeholder check is a short list and a few shapes
+(<...>, one character repeated, the user name), by hand: it has to run on the node.
 """
+import binascii
 import json
 from micropython import const
 
@@ -23,19 +33,27 @@ WINDOWS = (64, 128, 256, 512, 1024, 2048)  # powers of two: the velocity FFT nee
 _REQ = "<required>"  # default marker: the key must be present
 
 
+_SECRET_KEYS = ("password", "key")  # a field with one of these names is never shown
+HIDDEN = "<hidden>"
+
+
+def _secret(path):
+    return path[path.rfind(".") + 1:] in _SECRET_KEYS
+
+
 class ConfigError(ValueError):
-    """One rejected field: str() is 'field: reason naming the value'."""
+    """One rejected field: str() is 'field: reason naming the value' (never a secret's value)."""
 
     def __init__(self, field, value, reason):
         super().__init__(field + ": " + reason)
         self.field = field
-        self.value = value
+        self.value = None if _secret(field) else value
 
 
 def _show(path, v):
     # Config errors are published (retained) in status: never echo a secret.
-    if path.endswith("password"):
-        return "(hidden)"
+    if _secret(path):
+        return HIDDEN
     if type(v) is str:
         s = repr(v)
     else:
@@ -205,12 +223,52 @@ _WIFI = (
     ("password", _str, (0, 63), ""),
 )
 
+# ---- the CA certificate that signs the broker's: PEM text, decoded to DER on the node ----
+
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+_PEM_END = "-----END CERTIFICATE-----"
+_CA_MAX = const(8192)  # PEM characters: room for a few CA certificates
+
+
+def ca_der(pem):
+    """The DER bytes of the first certificate in PEM text. ValueError when there is no complete,
+    decodable certificate block; its text reads on from the value ("... is not PEM text ...").
+    DER of one certificate is what MicroPython's ssl takes as cadata on every port (mbedtls parses
+    PEM only where PEM support is compiled in, and rejects DER with anything after it)."""
+    start = pem.find(_PEM_BEGIN)
+    end = pem.find(_PEM_END, start) if start >= 0 else -1
+    if end < 0:
+        raise ValueError("is not PEM text holding a certificate (%s ... %s)" % (_PEM_BEGIN, _PEM_END))
+    try:
+        der = binascii.a2b_base64("".join(pem[start + len(_PEM_BEGIN):end].split()))
+    except ValueError:  # binascii.Error on CPython, ValueError on MicroPython
+        der = b""
+    if len(der) < 2 or der[0] != 0x30:  # an X.509 certificate is an ASN.1 SEQUENCE
+        raise ValueError("holds a PEM certificate that is not valid (not base64 of DER)")
+    return der
+
+
+def _ca(v, arg, path):
+    if v is None:
+        return None
+    if type(v) is not str:
+        raise _bad(path, v, "is not a string or null")
+    if len(v) > _CA_MAX:
+        raise _bad(path, v, "is not 0..%d characters long" % _CA_MAX)
+    try:
+        ca_der(v)
+    except ValueError as e:
+        raise _bad(path, v, str(e))
+    return v
+
+
 _SERVER = (
     ("host", _str, (1, 253), _REQ),
     ("port", _int, (1, 65535), None),  # None: derived from tls below
     ("user", _str_or_null, (0, 65535), None),
     ("password", _str_or_null, (0, 65535), None),
     ("tls", _bool, None, False),
+    ("ca", _ca, None, None),  # required when tls is true (see _server)
 )
 
 _KEEPALIVE = ("keepalive_s", _int, (5, 3600), 30)
@@ -392,15 +450,63 @@ def _iso_velocity_limits(cfg):
             cfg["thresholds"][metric] = t
 
 
-def _broker_port(b):
+def _server(b, path):
+    """The rules across one broker entry's fields: the port follows tls; tls needs the CA."""
     if b["port"] is None:
         b["port"] = 8883 if b["tls"] else 1883
+    if b["tls"] and b["ca"] is None:
+        raise ConfigError(path + ".ca", None, "missing: tls is true, so the node needs the CA certificate "
+                          "(PEM) to check the broker's certificate")
     return b
+
+
+# ---- can the node log in with a broker entry? ----
+
+MIN_PASSWORD = const(12)
+# Well-known defaults, compared with letters and digits only, lower case, trailing digits dropped.
+_PLACEHOLDERS = ("password", "passwd", "pass", "changeme", "changeit", "admin", "administrator",
+                 "secret", "public", "private", "mqtt", "mosquitto", "floorwatch", "default", "test",
+                 "guest", "root", "user", "esp", "esp32", "device", "node", "sensor", "letmein",
+                 "qwerty", "xxx", "todo", "fixme", "replaceme", "yourpassword", "yourpasswordhere",
+                 "mypassword", "none", "null", "example")
+
+
+def _letters(s):
+    """s in lower case with only its letters and digits: 'Change_Me!' -> 'changeme'."""
+    return "".join([c for c in s.lower() if c.isalpha() or c.isdigit()])
+
+
+def _placeholder(password, user):
+    if (password[0] == "<" and password[-1] == ">") or "..." in password or "\u2026" in password:
+        return True
+    plain = _letters(password)
+    name = _letters(user)
+    if len(name) >= 3:
+        plain = plain.replace(name, "")  # the user name itself, or it with a default or digits
+    core = plain.rstrip("0123456789")
+    return not core or core in _PLACEHOLDERS or core == core[0] * len(core)
+
+
+def credentials_problem(server, field="broker"):
+    """None when the node may log in with this broker entry (validated, or one of brokers()), else
+    one line naming the field (`field`: "broker" or "broker.backup") and why not. Never shows the
+    password."""
+    user, password = server.get("user"), server.get("password")
+    if not user:
+        return field + ".user is not set: the node would connect anonymously; set it to the device id"
+    if not password:
+        return field + ".password is not set; provision this node with its own password"
+    if _placeholder(password, user):
+        return field + ".password is a placeholder; provision this node with its own password"
+    if len(password) < MIN_PASSWORD:
+        return "%s.password is shorter than %d characters; provision this node with its own password" % (
+            field, MIN_PASSWORD)
+    return None
 
 
 def brokers(broker):
     """The validated broker section as the list Link wants: [primary] or [primary, backup],
-    each {"host", "port", "user", "password", "tls", "keepalive_s"}."""
+    each {"host", "port", "user", "password", "tls", "ca", "keepalive_s"}."""
     out = []
     for b in (broker, broker.get("backup")):
         if b is not None:
@@ -427,9 +533,9 @@ def _led_pin(cfg):
 def validate(raw):
     """Return a new, fully defaulted config dict, or raise ConfigError."""
     cfg = _fields(raw, _TOP, "")
-    _broker_port(cfg["broker"])
+    _server(cfg["broker"], "broker")
     if cfg["broker"]["backup"] is not None:
-        _broker_port(cfg["broker"]["backup"])
+        _server(cfg["broker"]["backup"], "broker.backup")
     _led_pin(cfg)
     cfg["thresholds"] = _thresholds(cfg["thresholds"], cfg["sensors"])
     _iso_velocity_limits(cfg)
@@ -594,12 +700,13 @@ def salvage(raw):
         return None
     try:
         got = _fields(raw, _SALVAGE, "", False)
+        broker = _server(got["broker"], "broker")
     except ConfigError:
         return None
-    broker = _broker_port(got["broker"])
     try:
         backup = raw["broker"].get("backup")
-        broker["backup"] = None if backup is None else _broker_port(_fields(backup, _SERVER, "broker.backup", False))
+        broker["backup"] = None if backup is None else _server(
+            _fields(backup, _SERVER, "broker.backup", False), "broker.backup")
     except ConfigError:
         broker["backup"] = None
     return (got["device_id"], got["site"], got["wifi"], broker)

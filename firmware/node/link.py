@@ -34,6 +34,22 @@ Promises (K = the broker's keepalive_s, at least 5 s; T = _IO_TIMEOUT_MS = 5 s):
   _INBOX_MAX waiting; beyond that they are dropped and counted in dropped_commands. The callback
   never publishes (it can run inside a publish). Sessions are clean: a command sent while the node
   was offline is not delivered unless it was retained.
+- A command too large to be one (a read of more than _READ_MAX bytes: payload.MAX_COMMAND plus room
+  for the topic) is never allocated: its bytes are read and thrown away in small pieces, the
+  stream stays in step (the QoS 1 PUBACK still goes out), and `inbox` gets its size, an int, in
+  its place (payload.parse_command turns that into an error ack).
+- Credentials: a broker entry with a credentials problem (config.credentials_problem: no user, no
+  password, a placeholder, too short) or with tls but no CA is never connected to. The reason is
+  printed once per boot per broker, naming host and port, never the password. With no usable
+  broker the link only keeps WiFi up and idles for the whole wait() asked; the caller keeps
+  sampling and queueing.
+- TLS (broker "tls": true): the broker's certificate must chain to the entry's "ca" (the first
+  certificate of the PEM, given to ssl as DER) and name the host the link connects to
+  (server_hostname: SNI and the hostname check). A failed check is a failed connect attempt
+  (printed, then the usual backoff). The ESP32 port also checks the certificates' dates against
+  the RTC, so TLS needs the clock set first (NTP): an unset RTC (2000-01-01) fails with "The
+  certificate validity starts in the future". On MicroPython >= 1.23 `ussl` is gone; the link
+  makes umqtt.simple's `import ussl` find `ssl`.
 - Not promised here: delivery across a reset or power loss (node.store keeps records on flash).
 
 umqtt.simple details this module works around (see _Stream and _TimedSockets):
@@ -51,14 +67,19 @@ import network
 import random
 import select
 import socket
+import sys
 import time
 from micropython import const
 from umqtt import simple
 from umqtt.simple import MQTTClient
 
+from node import config
 from node.backoff import Backoff
+from node.payload import MAX_COMMAND
 
 _IO_TIMEOUT_MS = const(5000)
+_READ_MAX = MAX_COMMAND + 256  # the largest read _Stream allocates: a command and its topic
+_DISCARD_CHUNK = const(64)
 _WIFI_GRACE_MS = const(20000)
 _ASSOC_WATCH_MS = const(5000)  # after a join, look this long for the association (usually 1-3 s) ...
 _ASSOC_POLL_MS = const(250)  # ... this often, so the broker connection follows it promptly
@@ -100,6 +121,7 @@ class _Stream:
         self.sock = sock  # what umqtt reads and writes: the TCP socket, or the TLS socket around it
         self.tcp = tcp  # holds the timeout (a MicroPython TLS socket forwards setblocking() to it)
         self.last_in = self.last_out = time.ticks_ms()
+        self._junk = None  # the buffer an oversized message is read into, piece by piece
         self.setblocking(True)
 
     def setblocking(self, flag):
@@ -108,10 +130,26 @@ class _Stream:
             self.tcp.settimeout(_IO_TIMEOUT_MS / 1000)
 
     def read(self, n):
+        if n > _READ_MAX:
+            return self._discard(n)
         data = self.sock.read(n)
         if data:
             self.last_in = time.ticks_ms()
         return data
+
+    def _discard(self, n):
+        """Read and drop n bytes without holding them; n stands in for them. Only umqtt's reads of
+        a PUBLISH's topic and body can be this large (the socket is timed: wait_msg made it so)."""
+        if self._junk is None:
+            self._junk = bytearray(_DISCARD_CHUNK)
+        left = n
+        while left:
+            got = self.sock.readinto(self._junk, min(left, _DISCARD_CHUNK))
+            if not got:  # end of stream in mid-message: the connection is gone
+                raise OSError(errno.ECONNABORTED)
+            left -= got
+            self.last_in = time.ticks_ms()
+        return n
 
     def write(self, *args):
         count = self.sock.write(*args)
@@ -130,16 +168,25 @@ class Link:
         self.wifi = wifi
         self.cmd_topic = cmd_topic
         self.clients = []  # one per broker: umqtt.simple fixes host and port at construction
-        for b in brokers:
-            client = MQTTClient(
-                device_id, b["host"], b["port"], b["user"], b["password"], b["keepalive_s"], b["tls"],
-                {"server_hostname": b["host"]} if b["tls"] else {},
-            )
+        self.refusals = []  # per broker: None, or why the link will not connect to it
+        for i in range(len(brokers)):
+            b = brokers[i]
+            field = "broker.backup" if i else "broker"
+            why, params = _refusal(b, field), {}
+            if b["tls"] and why is None:
+                try:
+                    params = _ssl_params(b)
+                except ValueError as exc:  # a CA that config.validate would have refused
+                    why = "%s.ca %s" % (field, exc)
+            client = MQTTClient(device_id, b["host"], b["port"], b["user"], b["password"], b["keepalive_s"],
+                                b["tls"], params)
             client.set_last_will(will_topic, will_msg, True, 1)
             client.set_callback(self._on_message)
             self.clients.append(client)
-        self.broker_index = 0  # the broker in use, or the one tried next while disconnected
-        self.client = self.clients[0]
+            self.refusals.append(why)
+        self._usable = [i for i in range(len(brokers)) if self.refusals[i] is None]
+        self.broker_index = self._usable[0] if self._usable else 0  # in use, or tried next while disconnected
+        self.client = self.clients[self.broker_index]
         self.connected = False
         self.inbox = []
         self.dropped_commands = 0
@@ -157,6 +204,10 @@ class Link:
 
     # --- public ------------------------------------------------------------------------------
     def start(self):
+        for i in range(len(self.clients)):
+            if self.refusals[i] is not None:  # once per boot: the link never tries this broker
+                c = self.clients[i]
+                print("mqtt: refusing to connect to %s:%d: %s" % (c.server, c.port, self.refusals[i]))
         self.wlan.active(True)
         self._join()
         self._rejoin_at = time.ticks_add(time.ticks_ms(), _WIFI_GRACE_MS)
@@ -176,7 +227,7 @@ class Link:
             self.drop()
             return False
         if not self.connected:
-            if time.ticks_diff(time.ticks_ms(), self._next_try) < 0:
+            if not self._usable or time.ticks_diff(time.ticks_ms(), self._next_try) < 0:
                 return False
             return self._connect()
         try:
@@ -218,7 +269,7 @@ class Link:
         after a WiFi join, not long past the association (MicroPython has no event for it)."""
         end = time.ticks_add(time.ticks_ms(), ms)
         if self.wlan.isconnected():
-            if time.ticks_diff(self._next_try, end) < 0:
+            if self._usable and time.ticks_diff(self._next_try, end) < 0:
                 end = self._next_try
         else:
             watch_end = time.ticks_add(self._joined_at, _ASSOC_WATCH_MS)
@@ -276,7 +327,7 @@ class Link:
             print("mqtt connect to %s:%d failed: %r" % (client.server, client.port, exc))
             self._close()
             self._next_try = time.ticks_add(time.ticks_ms(), self._mqtt_backoff.next_ms())
-            if len(self.clients) > 1:
+            if len(self._usable) > 1:
                 self.broker_index = 1 - self.broker_index
             return False
         self._poll = select.poll()
@@ -332,3 +383,20 @@ class Link:
             self.inbox.append(msg)
         else:
             self.dropped_commands += 1
+
+
+def _refusal(broker, field):
+    """Why the link will not connect to this broker entry, or None."""
+    why = config.credentials_problem(broker, field)
+    if why is None and broker["tls"] and not broker.get("ca"):
+        why = field + ".ca is not set: the broker's certificate could not be checked"
+    return why
+
+
+def _ssl_params(broker):
+    """umqtt.simple's ssl_params for ssl.wrap_socket: the broker's certificate must chain to the
+    entry's CA and name the host (server_hostname is also the SNI)."""
+    import ssl
+    sys.modules["ussl"] = ssl  # umqtt.simple 1.3.4 imports ussl, which MicroPython 1.23 dropped
+    return {"server_hostname": broker["host"], "cert_reqs": ssl.CERT_REQUIRED,
+            "cadata": config.ca_der(broker["ca"])}

@@ -3,8 +3,9 @@
     deploy("/dev/ttyUSB0", "press-7.json", board="esp32-devkitc")   # -> what was done (a dict)
 
 1. Before the board is touched: the config is checked against the contract (floorwatch.contract)
-   and against the firmware's own rules (firmware/node/config.py, run on CPython), and the firmware
-   is built for the board's architecture (floorwatch.build; cached).
+   and against the firmware's own rules (firmware/node/config.py, run on CPython), including its
+   credentials check (a broker entry the node would refuse to log in with is not deployed), and
+   the firmware is built for the board's architecture (floorwatch.build; cached).
 2. Over the raw REPL, with mpremote's SerialTransport as a library (its fs_* calls are what
    `mpremote fs cp` sends): every file whose SHA-256 on the board already matches is skipped, the
    others are written; files under /node and /lib that the build does not have are removed
@@ -82,15 +83,22 @@ def check_config(config, firmware_dir=None):
     """(parsed config, bytes for config.json), or DeployError naming the file and the field.
 
     The contract's schema and rules first, then the firmware's config.validate: the node itself
-    would refuse what it refuses.
+    would refuse what it refuses. Then the firmware's credentials_problem for every broker entry:
+    the node would run on such a config but never connect (no user, no password, a placeholder,
+    too short), so it is not deployed. No message shows a password.
     """
     label = str(config) if isinstance(config, (str, os.PathLike)) else "config"
     data = config_bytes(config)
+    node_config = firmware_import.load("node.config", firmware_dir)
     try:
         cfg = contract.validate("config", data)
-        firmware_import.load("node.config", firmware_dir).validate(cfg)
+        validated = node_config.validate(cfg)
     except ValueError as exc:  # ContractError, and the firmware's ConfigError
         raise DeployError(f"{label}: {exc}") from None
+    for field, server in zip(("broker", "broker.backup"), node_config.brokers(validated["broker"])):
+        problem = node_config.credentials_problem(server, field)
+        if problem is not None:
+            raise DeployError(f"{label}: {problem}")
     return cfg, data
 
 

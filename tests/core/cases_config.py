@@ -3,12 +3,27 @@
 FILES are written to a directory by the runner, which sets DATA to its path before any case runs.
 The directory is writable: the last-known-good cases make their own files there.
 """
+import json
 import os
 
 from caselib import exists, fresh_path, read_text
 from node import config
 
 DATA = None  # set by the runner: a directory holding FILES
+
+# A real (public) CA certificate, EC P-256, made with floorwatch.security.pki for these cases.
+CA = """-----BEGIN CERTIFICATE-----
+MIIBcDCCARWgAwIBAgIUPyYPcgEX+4Giz3S/gavDjy6qcukwCgYIKoZIzj0EAwIw
+EzERMA8GA1UEAwwIY2FzZXMgQ0EwIBcNMjYxMTI1MTMzMTQ1WhgPMjEyNjExMDIx
+MzMxNDVaMBMxETAPBgNVBAMMCGNhc2VzIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0D
+AQcDQgAEsRLcYWHpo8F7f3Ek8DjpdLxWlkCjidQ2EJFlR532cAP4P5oj+50eL4H6
+ndQi8189UiPy70lgUZbFpAkKMHO4HaNFMEMwEgYDVR0TAQH/BAgwBgEB/wIBADAO
+BgNVHQ8BAf8EBAMCAQYwHQYDVR0OBBYEFBfJ75UpgZ6W+GbnEuQK47An8KohMAoG
+CCqGSM49BAMCA0kAMEYCIQDBkCNfJ2ECI/LvOErAi3FJC+A+P5kEKbV1rzRZ/iuy
+DAIhAJBrv0iyLY7vTppMB2WFqDBSw8yo9UMGl7vg+RJ68d8d
+-----END CERTIFICATE-----
+"""
+CA_DER_LEN = 372  # bytes of DER in CA
 
 GOOD = (
     '{"device_id": "press-07", "site": "plant-a", "wifi": {"ssid": "factory", "password": "pw"},'
@@ -37,7 +52,7 @@ def _full():
         "site": "plant-a",
         "wifi": {"ssid": "factory", "password": "secret"},
         "broker": {"host": "10.0.0.2", "port": 1883, "user": None, "password": None,
-                   "tls": False, "keepalive_s": 30, "backup": None},
+                   "tls": False, "ca": None, "keepalive_s": 30, "backup": None},
         "sensors": [
             {"name": "bearing", "type": "ds18b20", "pin": 4, "rom": "28ff641e8116037a"},
             {"name": "winding", "type": "ds18b20", "pin": 4, "rom": "28ff9a1d8116032c"},
@@ -124,7 +139,7 @@ def test_defaults_filled():
     cfg = config.validate(_minimal())
     assert cfg["wifi"] == {"ssid": "w", "password": ""}
     assert cfg["broker"] == {"host": "h", "port": 1883, "user": None, "password": None,
-                             "tls": False, "keepalive_s": 30, "backup": None}
+                             "tls": False, "ca": None, "keepalive_s": 30, "backup": None}
     assert cfg["sensors"] == []
     assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 60}
     assert cfg["thresholds"] == {}
@@ -138,10 +153,15 @@ def test_defaults_filled():
                            "site", "thresholds", "time", "trend", "wifi"]
 
 
+def _tls(raw, path="broker"):
+    """raw with tls on for the broker entry at path, and the CA that needs."""
+    return _with(_with(raw, path + ".tls", True), path + ".ca", CA)
+
+
 def test_tls_changes_default_port_only():
-    cfg = config.validate(_with(_minimal(), "broker.tls", True))
+    cfg = config.validate(_tls(_minimal()))
     assert cfg["broker"]["port"] == 8883
-    raw = _with(_minimal(), "broker.tls", True)
+    raw = _tls(_minimal())
     raw["broker"]["port"] = 1884
     assert config.validate(raw)["broker"]["port"] == 1884
 
@@ -531,20 +551,20 @@ def test_salvage():
     got = config.salvage(raw)
     assert got == ("press-07", "plant-a", {"ssid": "factory", "password": "secret"},
                    {"host": "10.0.0.2", "port": 1883, "user": None, "password": None,
-                    "tls": False, "keepalive_s": 30, "backup": None})
+                    "tls": False, "ca": None, "keepalive_s": 30, "backup": None})
     got = config.salvage({"device_id": "n", "site": "s", "wifi": {"ssid": "w", "bssid": "x"},
-                          "broker": {"host": "h", "tls": True}, "sensors": "garbage"})
+                          "broker": {"host": "h", "tls": True, "ca": CA}, "sensors": "garbage"})
     assert got[2] == {"ssid": "w", "password": ""}
     assert got[3]["port"] == 8883
 
 
 def test_salvage_keeps_a_good_backup_and_drops_a_bad_one():
     raw = _with(_full(), "thresholds.bearing.warn", 99)
-    raw["broker"]["backup"] = {"host": "b2", "tls": True, "qos": 1}  # unknown keys ignored here
+    raw["broker"]["backup"] = {"host": "b2", "tls": True, "ca": CA, "qos": 1}  # unknown keys ignored here
     got = config.salvage(raw)[3]
-    assert got["backup"] == {"host": "b2", "port": 8883, "user": None, "password": None, "tls": True}
+    assert got["backup"] == {"host": "b2", "port": 8883, "user": None, "password": None, "tls": True, "ca": CA}
     assert config.brokers(got)[1]["keepalive_s"] == 30
-    for bad in ({"port": 1}, {"host": ""}, "b2", {"host": "b2", "port": "x"}):
+    for bad in ({"port": 1}, {"host": ""}, "b2", {"host": "b2", "port": "x"}, {"host": "b2", "tls": True}):
         raw["broker"]["backup"] = bad
         got = config.salvage(raw)
         assert got is not None and got[3]["host"] == "10.0.0.2" and got[3]["backup"] is None, repr(bad)
@@ -552,7 +572,8 @@ def test_salvage_keeps_a_good_backup_and_drops_a_bad_one():
 
 def test_salvage_gives_up():
     for raw in (None, [], "x", {}, _without(_full(), "wifi"), _with(_full(), "broker.port", "x"),
-                _with(_full(), "device_id", "BAD ID"), _without(_full(), "wifi.ssid")):
+                _with(_full(), "device_id", "BAD ID"), _without(_full(), "wifi.ssid"),
+                _with(_full(), "broker.tls", True)):  # TLS without a CA: the node could not check the broker
         assert config.salvage(raw) is None, repr(raw)
 
 
@@ -612,14 +633,14 @@ def _backup(**kw):
 def test_backup_broker_defaults():
     cfg = config.validate(_backup())
     assert cfg["broker"]["backup"] == {"host": "10.0.0.3", "port": 1883, "user": None, "password": None,
-                                       "tls": False}
+                                       "tls": False, "ca": None}
     assert cfg["broker"]["port"] == 1883 and cfg["broker"]["keepalive_s"] == 30
     # The port follows the backup's own tls, not the primary's.
-    cfg = config.validate(_with(_without(_backup(tls=True), "broker.port"), "broker.tls", False))
+    cfg = config.validate(_with(_without(_backup(tls=True, ca=CA), "broker.port"), "broker.tls", False))
     assert cfg["broker"]["backup"]["port"] == 8883 and cfg["broker"]["port"] == 1883
-    cfg = config.validate(_with(_without(_backup(), "broker.port"), "broker.tls", True))
+    cfg = config.validate(_tls(_without(_backup(), "broker.port")))
     assert cfg["broker"]["backup"]["port"] == 1883 and cfg["broker"]["port"] == 8883
-    full = {"host": "b", "port": 1884, "user": "u", "password": "p", "tls": True}
+    full = {"host": "b", "port": 1884, "user": "u", "password": "p", "tls": True, "ca": CA}
     raw = _backup(**full)
     cfg = config.validate(raw)
     assert cfg["broker"]["backup"] == full
@@ -641,7 +662,7 @@ def test_backup_broker_rules_are_the_brokers():
     _rejects(_backup(port=True), "broker.backup.port", "true is not an integer")
     _rejects(_backup(user=5), "broker.backup.user", "5 is not a string")
     _rejects(_backup(tls=1), "broker.backup.tls", "1 is not true or false")
-    e = _rejects(_backup(password=42424242), "broker.backup.password", "(hidden)")
+    e = _rejects(_backup(password=42424242), "broker.backup.password", "<hidden>")
     assert "42424242" not in str(e)
     # The keepalive is the primary's: naming it here is a typo like any other.
     e = _rejects(_backup(keepalive_s=30), "broker.backup.keepalive_s")
@@ -655,13 +676,14 @@ def test_backup_broker_rules_are_the_brokers():
 def test_brokers_list_for_the_link():
     cfg = config.validate(_full())
     assert config.brokers(cfg["broker"]) == [
-        {"host": "10.0.0.2", "port": 1883, "user": None, "password": None, "tls": False, "keepalive_s": 30}]
-    cfg = config.validate(_with(_backup(tls=True, user="u"), "broker.keepalive_s", 45))
+        {"host": "10.0.0.2", "port": 1883, "user": None, "password": None, "tls": False, "ca": None,
+         "keepalive_s": 30}]
+    cfg = config.validate(_with(_backup(tls=True, ca=CA, user="u"), "broker.keepalive_s", 45))
     got = config.brokers(cfg["broker"])
     assert got[0] == {"host": "10.0.0.2", "port": 1883, "user": None, "password": None, "tls": False,
-                      "keepalive_s": 45}
+                      "ca": None, "keepalive_s": 45}
     assert got[1] == {"host": "10.0.0.3", "port": 8883, "user": "u", "password": None, "tls": True,
-                      "keepalive_s": 45}
+                      "ca": CA, "keepalive_s": 45}
     assert len(got) == 2 and "backup" not in got[0]
 
 
@@ -989,3 +1011,135 @@ def test_save_that_cannot_write_leaves_both_files():
     finally:
         os.rmdir(path + ".tmp")
     assert read_text(path) == GOOD and read_text(good) == GOOD
+
+
+# ---- TLS: the CA certificate ----
+
+def test_tls_needs_the_ca():
+    e = _rejects(_with(_minimal(), "broker.tls", True), "broker.ca", "tls is true")
+    assert "CA certificate" in str(e)
+    _rejects(_with(_backup(tls=True), "broker.tls", False), "broker.backup.ca", "tls is true")
+    cfg = config.validate(_tls(_minimal()))
+    assert cfg["broker"]["ca"] == CA and cfg["broker"]["tls"] is True
+    # A CA without tls is allowed (kept for when tls is switched on) and changes nothing else.
+    assert config.validate(_with(_minimal(), "broker.ca", CA))["broker"]["port"] == 1883
+
+
+def test_ca_must_hold_a_pem_certificate():
+    for bad in ("", "hello", CA.replace("-----END CERTIFICATE-----", ""),
+                "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+                "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"):  # decodes, but is no DER
+        e = _rejects(_with(_tls(_minimal()), "broker.ca", bad), "broker.ca")
+        assert "is not PEM text holding a" in str(e) or "PEM certificate that is not valid" in str(e), str(e)
+    _rejects(_with(_tls(_minimal()), "broker.ca", 5), "broker.ca", "5 is not a string or null")
+    e = _rejects(_with(_tls(_minimal()), "broker.ca", CA + " " * 8192), "broker.ca", "is not 0..8192 characters long")
+    assert len(str(e)) < 120  # the value is shown cut short
+    two = CA + CA.replace("cases", "other")  # a bundle: allowed, the first one is used
+    assert config.validate(_with(_tls(_minimal()), "broker.ca", "junk before\n" + two))["broker"]["ca"].endswith(two)
+
+
+def test_ca_der_is_the_first_certificate_decoded():
+    der = config.ca_der(CA)
+    assert type(der) is bytes and len(der) == CA_DER_LEN and der[0] == 0x30
+    assert config.ca_der("# our CA\r\n" + CA.replace("\n", "\r\n") + CA) == der  # CRLF, text around, a second cert
+    for bad in ("", CA[:200], "-----END CERTIFICATE-----" + CA[:-27]):
+        try:
+            config.ca_der(bad)
+        except ValueError as e:
+            assert "\n" not in str(e) and "PEM" in str(e), str(e)
+        else:
+            raise AssertionError("decoded " + repr(bad))
+
+
+# ---- credentials ----
+
+USER = "press-07"
+GOOD_PASSWORD = "q7Vd-2mXr_Lp9aZt4Wc8Ne"  # what provision makes: token_urlsafe
+
+
+def _creds(user=USER, password=GOOD_PASSWORD):
+    return {"host": "h", "port": 1883, "user": user, "password": password, "tls": False, "ca": None}
+
+
+def test_good_credentials_pass():
+    for password in (GOOD_PASSWORD, "correct horse battery", "Xk3#pL9!vQ2@", "a1b2c3d4e5f6g7h8"):
+        assert config.credentials_problem(_creds(password=password)) is None, password
+    assert config.credentials_problem(dict(_creds(), keepalive_s=30)) is None  # an entry of brokers()
+
+
+def test_a_missing_user_means_anonymous():
+    for user in (None, ""):
+        why = config.credentials_problem(_creds(user=user))
+        assert why.startswith("broker.user is not set") and "anonymous" in why, why
+    assert config.credentials_problem({"host": "h"}).startswith("broker.user is not set")
+
+
+def test_a_missing_password():
+    for password in (None, ""):
+        why = config.credentials_problem(_creds(password=password))
+        assert why.startswith("broker.password is not set"), why
+        assert "provision this node with its own password" in why
+
+
+def test_placeholders_are_refused():
+    for password in ("password", "Password123456", "changeme", "CHANGE_ME", "change-me-please"[:9],
+                     "admin", "secret", "public", "mqtt", "floorwatch", "floorwatch-2024!", "default",
+                     "test", "guest", "<password>", "<your broker password here>", "...", "xxx",
+                     "xxxxxxxxxxxxxxxx", "XXXX-XXXX-XXXX", "000000000000", "aaaaaaaaaaaaaaaa",
+                     "press-07", "PRESS-07", "press-07-password", "press07_123456789", "!!!!!!!!!!!!!",
+                     "your_password_here", "........", "s3cret...", "<>"):
+        why = config.credentials_problem(_creds(password=password))
+        assert why == "broker.password is a placeholder; provision this node with its own password", (
+            password, why)
+
+
+def test_a_short_password():
+    why = config.credentials_problem(_creds(password="Xk3#pL9!vQ2"))  # 11 characters
+    assert why == "broker.password is shorter than 12 characters; provision this node with its own password"
+    assert config.credentials_problem(_creds(password="Xk3#pL9!vQ2@")) is None  # 12
+    assert config.MIN_PASSWORD == 12
+
+
+def test_the_field_is_named_and_the_password_never():
+    for password in ("hunter2", "changeme", "Zq-secret-9"):
+        why = config.credentials_problem(_creds(password=password), "broker.backup")
+        assert why.startswith("broker.backup.password "), why
+        assert password not in why and "\n" not in why, why
+
+
+def test_validate_still_accepts_what_the_link_refuses():
+    # A node with a bad password keeps sampling and buffering: only the link refuses the broker.
+    raw = _with(_with(_full(), "broker.user", USER), "broker.password", "changeme")
+    cfg = config.validate(raw)
+    assert config.credentials_problem(config.brokers(cfg["broker"])[0]) is not None
+
+
+# ---- secrets never in errors ----
+
+def test_secret_values_never_in_errors():
+    secret = "Tr0ub4dor&3-very-secret-value"
+    for path, value in (("wifi.password", secret * 3), ("broker.password", 12345678901),
+                        ("broker.password", [secret]), ("broker.password", {"p": secret})):
+        e = _err(_with(_full(), path, value))
+        assert e.field == path and "<hidden>" in str(e), str(e)
+        assert secret not in str(e) and "12345678901" not in str(e) and "Tr0ub" not in str(e), str(e)
+        assert e.value is None  # nothing to leak from the exception either
+    e = _err(_backup(password=[secret]))
+    assert e.field == "broker.backup.password" and secret not in str(e) and e.value is None
+
+
+def test_a_rejected_file_never_shows_its_password():
+    secret = "Tr0ub4dor&3-very-secret-value"
+    path = _fresh("secret_cfg.json")
+    good = _fresh("secret_good.json")
+    raw = _with(_full(), "broker.password", [secret])
+    _put(path, json.dumps(raw))
+    cfg, err = config.load(path)
+    assert cfg is None and secret not in err and "<hidden>" in err, err
+    _put(good, json.dumps(_full()))
+    cfg, err, fallback = config.load_or_last_good(path, good)
+    assert cfg is not None and err is None and secret not in fallback and "<hidden>" in fallback, fallback
+    # salvage() keeps the password to log in with, but only ever returns it, never prints it.
+    got = config.salvage(_with(_with(_full(), "broker.password", secret), "thresholds.bearing.warn", 99))
+    assert got[3]["password"] == secret

@@ -33,7 +33,7 @@ BOARD = "esp32-devkitc"
 def node_config(device_id="press-7"):
     return {"device_id": device_id, "site": "plant-a",
             "wifi": {"ssid": "floorwatch-sim", "password": "sim-password"},
-            "broker": {"host": "127.0.0.1", "port": 1883},
+            "broker": {"host": "127.0.0.1", "port": 1883, "user": device_id, "password": "Vq3-ds8Lk2mZ-wT7e"},
             "sensors": boards.load(BOARD)["default_sensors"]}
 
 
@@ -362,3 +362,23 @@ def test_repeated_deploys_never_put_the_node_in_safe_mode(board, config_file):
     record = json.loads(on_flash(board, "/boot.json"))
     assert record["failed"] <= 1, record
     assert not board.board.runtime.modules["node.app"].node.safe
+
+
+@pytest.mark.parametrize("broker, words", [
+    ({"user": None}, "broker.user is not set"),
+    ({"password": None}, "broker.password is not set"),
+    ({"password": "changeme"}, "broker.password is a placeholder"),
+    ({"password": "short-pw"}, "broker.password is shorter than 12 characters"),
+    ({"backup": {"host": "b2", "user": "press-7", "password": "<password>"}}, "broker.backup.password is a placeholder"),
+])
+def test_a_config_the_node_could_not_log_in_with_is_refused(silent_port, tmp_path, broker, words):
+    cfg = node_config()
+    cfg["broker"].update(broker)
+    path = tmp_path / "press-7.json"
+    path.write_text(json.dumps(cfg))
+    url, seen = silent_port
+    with pytest.raises(DeployError) as caught:
+        deploy(url, path, timeout=2)
+    assert str(caught.value).startswith(f"{path}: {words}"), str(caught.value)
+    assert not any(secret in str(caught.value) for secret in ("changeme", "short-pw", "<password>"))
+    assert seen["connections"] == 0

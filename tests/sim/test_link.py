@@ -9,6 +9,7 @@ asserted in board time only.
 
 import json
 import queue
+import secrets
 import time
 import uuid
 
@@ -28,7 +29,8 @@ PROBE = """
 link = None
 events = []    # (board ms, connected) at every change
 sent = []      # numbers whose publish was acknowledged
-commands = []  # payloads taken from link.inbox
+commands = []  # payloads taken from link.inbox (bytes, or the size of one too large to read)
+passes = 0     # times round the loop
 """
 
 MAIN = """
@@ -64,12 +66,15 @@ while True:
         due = time.ticks_add(time.ticks_ms(), cfg["every_ms"])
         note()
     link.wait(cfg["wait_ms"])
+    probe.passes += 1
 """
 
 
-def broker_entry(server):
-    return {"host": server.host, "port": server.port, "user": None, "password": None, "tls": False,
-            "keepalive_s": KEEPALIVE_S}
+def broker_entry(server, user, password=None):
+    """A plain broker entry as config.brokers() gives it, logging in as `user` with a password of
+    its own (the link refuses to connect without one)."""
+    return {"host": server.host, "port": server.port, "user": user, "password": password or secrets.token_urlsafe(18),
+            "tls": False, "ca": None, "keepalive_s": KEEPALIVE_S}
 
 
 def wait_for(predicate, timeout=WALL_S):
@@ -84,13 +89,15 @@ def wait_for(predicate, timeout=WALL_S):
 class Node:
     """A board running MAIN with a Link to `servers` (primary first)."""
 
-    def __init__(self, tmp_path, servers, speed=10, every_ms=1000, wait_ms=200):
-        self.device_id = "link-" + uuid.uuid4().hex[:6]
+    def __init__(self, tmp_path, servers, speed=10, every_ms=1000, wait_ms=200, entries=None, device_id=None):
+        """`entries` (broker dicts) replace the plain ones made for `servers`."""
+        self.device_id = device_id or "link-" + uuid.uuid4().hex[:6]
         self.topics = {kind: "floorwatch/linktest/%s/%s" % (self.device_id, kind)
                        for kind in ("status", "cmd", "data")}
         self.board = Board(self.device_id, seed=3, flash_dir=tmp_path / self.device_id,
                            clock=ScaledClock(speed))
-        cfg = {"device_id": self.device_id, "brokers": [broker_entry(s) for s in servers],
+        brokers = entries or [broker_entry(s, self.device_id) for s in servers]
+        cfg = {"device_id": self.device_id, "brokers": brokers,
                "wifi": {"ssid": self.board.ap.ssid, "password": self.board.ap.password},
                "will_topic": self.topics["status"], "cmd_topic": self.topics["cmd"],
                "data_topic": self.topics["data"], "every_ms": every_ms, "wait_ms": wait_ms}
@@ -273,3 +280,19 @@ def test_an_idle_link_connects_soon_after_the_wifi_associates(fresh_broker, tmp_
         first_up = next(ms for ms, up in node.probe.events if up) / 1000
     associate = node.board.ap.connect_s
     assert associate <= first_up < associate + 0.25 + 0.5, first_up  # a poll period, plus connect and CONNACK
+
+
+def test_a_command_too_large_to_read_arrives_as_its_size_and_the_stream_stays_in_step(fresh_broker, tmp_path,
+                                                                                      listeners):
+    with Node(tmp_path, [fresh_broker]) as node:
+        node.wait_connected()
+        node.wait_sent(1)
+        sender = listeners(fresh_broker, "floorwatch/linktest/unused")
+        huge = b'{"id": "big", "cmd": "ping", "pad": "' + b"x" * 20000 + b'"}'
+        sender.publish(node.topics["cmd"], huge)  # QoS 1: returns once the broker has the node's PUBACK path free
+        sender.publish(node.topics["cmd"], b'{"id": "c2", "cmd": "ping"}')
+        assert wait_for(lambda: len(node.probe.commands) >= 2), node.board.log[-10:]
+        assert node.probe.commands == [len(huge), b'{"id": "c2", "cmd": "ping"}']
+        node.wait_sent(2)  # publishing goes on: the PUBACKs the node waits for were not lost in the junk
+        assert node.link.mqtt_reconnects == 0 and node.connected()
+        assert not any("lost" in line for line in node.board.log)

@@ -210,7 +210,8 @@ def test_a_board_on_a_lan_with_one_broker_reaches_it_under_the_plants_name(tmp_p
     from floorwatch.observer import Observer
 
     config = {"device_id": "press-lan", "site": "lan", "wifi": {"ssid": "floorwatch-sim", "password": "sim-password"},
-              "broker": {"host": "mqtt.plant.invalid", "port": 1883}, "sensors": []}
+              "broker": {"host": "mqtt.plant.invalid", "port": 1883, "user": "press-lan",
+                         "password": "Vq3-ds8Lk2mZ-wT7e"}, "sensors": []}
     with VBoard("esp32-devkitc", state_dir=tmp_path, broker=(broker.host, broker.port)) as vboard:
         vboard.preload(image.read_bytes())
         vboard.open()

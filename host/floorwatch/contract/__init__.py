@@ -196,8 +196,8 @@ _SHOW_MAX = 40
 def _show(value, path=()):
     """A value as the node's config.py shows it: strings in repr, the rest as JSON, cut short;
     a password never (config errors end up in the retained status)."""
-    if path and str(path[-1]).endswith("password"):
-        return "(hidden)"
+    if path and str(path[-1]) in ("password", "key"):
+        return "<hidden>"
     text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= _SHOW_MAX else text[:_SHOW_MAX - 3] + "..."
 
@@ -397,7 +397,10 @@ def validate(kind, message):
     obj, finite = _parse(kind, message)
     if not finite:
         _check_finite(kind, obj, [])
-    fits = _fast_validator(kind).is_valid(obj)
+    try:
+        fits = _fast_validator(kind).is_valid(obj)
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): jsonschema-rs cannot take the string
+        fits = False
     error = None if fits else next(iter(validator.iter_errors(obj)), None)
     if error is not None:
         path, reason = _describe(error)
