@@ -29,6 +29,7 @@ from node import VERSION, config, health, payload, sensors
 from node.ds18b20 import ProbeBus
 from node.link import Link
 from node.monitor import Monitor
+from node.ratelimit import TokenBucket
 from node.store import Store
 from node.supervisor import BootRecord, Watchdog, write_atomic
 
@@ -45,6 +46,11 @@ _BASELINE_FILE = "baseline.json"
 _CLOCK_FILE = "clock.json"  # {boot: t0} of recent boots, so records drained after a reboot keep wall time
 _CLOCK_BOOTS = const(8)
 _APP_FILE = "app.json"  # the manifest `floorwatch deploy` writes last
+# Commands: a burst of 8 (what the link's inbox holds, so one full delivery is served), then one a
+# second. Far above what an operator or `fleet cmd` sends, low enough that a flood costs the loop at
+# most about one ack publish a second, and cannot make the node publish as much as it receives.
+_CMD_BURST = const(8)
+_CMD_EVERY_MS = const(1000)
 
 node = None
 
@@ -123,6 +129,8 @@ class Node:
         self.cfg = cfg
         self.config_path = config_path  # where `set` writes (config.GOOD holds the last good copy)
         self.led = None  # a StatusLed, made by the first identify
+        self.cmd_counts = {"ok": 0, "rejected": 0, "limited": 0}  # this boot's commands, for diag
+        self.limit_told = False  # a rate-limited command was answered since the last one that ran
         self.build = build  # (app, cfg, mp, hw), for the status
         self.config_error = config_error
         self.config_fallback = fallback
@@ -130,6 +138,7 @@ class Node:
         self.boot = _boot_counter()
         self.reset = _RESETS.get(machine.reset_cause(), "unknown")
         self.uptime = Uptime()
+        self.cmd_tokens = TokenBucket(_CMD_BURST, _CMD_EVERY_MS, self.uptime())
         self.safe = None
         if record.safe_mode:
             self.safe = "%d failed boots in a row, last: %s" % (record.failed - 1, record.reason or self.reset)
@@ -230,8 +239,10 @@ class Node:
 
     # --- wall time ---------------------------------------------------------------------------
     def _sync_clock(self):
-        """NTP while online; records keep their uptime and get wall time through t0 = wall - uptime."""
-        if self.ntp_host is None or not self.link.connected or self.uptime() < self.sync_due:
+        """NTP as soon as WiFi is up, before the broker: the ESP32's TLS checks certificate dates
+        against this clock (an unset RTC reads 2000). Records keep their uptime and get wall time
+        through t0 = wall - uptime."""
+        if self.ntp_host is None or not self.link.wlan.isconnected() or self.uptime() < self.sync_due:
             return
         import ntptime
 
@@ -260,7 +271,13 @@ class Node:
             heap_free=gc.mem_free(), rssi=self.link.rssi(), mqtt_reconnects=self.link.mqtt_reconnects,
             wifi_reconnects=self.link.wifi_reconnects, config_error=self.config_error,
             queue=self.store.stats(), synced=str(self.boot) in self.clocks, failed_boots=self.record.failed,
+            cmds=self._cmd_stats(),
         )
+
+    def _cmd_stats(self):
+        stats = dict(self.cmd_counts)
+        stats["dropped"] = self.link.dropped_commands  # the inbox was full: never read
+        return stats
 
     def status(self):
         state, _ = health.overall([s.health for s in self.sensors], gc.mem_free(), self.config_error)
@@ -324,19 +341,28 @@ class Node:
 
     # --- commands ----------------------------------------------------------------------------
     def handle_commands(self):
-        while self.link.inbox:
-            msg = self.link.inbox.pop(0)
+        """Answer every command waiting, each after taking a token (see _CMD_BURST): one that finds
+        none is not run; the first such after a command that ran is answered "rate limited", the
+        rest of that flood only counted. A command that does not parse or fails changes nothing
+        and is answered ok false with one line saying why."""
+        inbox = self.link.inbox
+        while inbox:
+            msg = inbox.pop(0)  # bytes, or the size of a command too large to read
+            if not self.cmd_tokens.take(self.uptime()):
+                self._limited(msg)
+                continue
+            self.limit_told = False
             try:
                 cmd_id, cmd, args = payload.parse_command(msg)
             except payload.CommandError as exc:
-                self.link.publish(self.topics["ack"], payload.ack(exc.cmd_id, exc.cmd, False, error=str(exc)))
+                self._answer(exc.cmd_id, exc.cmd, False, error=str(exc))
                 continue
             try:
                 result = self._run_command(cmd, args)
             except Exception as exc:  # e.g. a metric or sensor the node does not have; never fatal
-                self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, False, error=str(exc) or repr(exc)))
+                self._answer(cmd_id, cmd, False, error=str(exc) or repr(exc))
                 continue
-            self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, True, result=result))
+            self._answer(cmd_id, cmd, True, result=result)
             self._take_events()
             if cmd == "reboot":
                 self.restart("command: reboot")
@@ -345,6 +371,23 @@ class Node:
                 self.restart("command: resume")
             elif cmd == "set" and result["restarting"]:
                 self.restart("command: set")
+
+    def _answer(self, cmd_id, cmd, ok, result=None, error=None):
+        self.cmd_counts["ok" if ok else "rejected"] += 1
+        self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, ok, result, error))
+
+    def _limited(self, msg):
+        self.cmd_counts["limited"] += 1
+        if self.limit_told:
+            return
+        self.limit_told = True
+        try:  # only for its id: it is not run
+            cmd_id, cmd = payload.parse_command(msg)[:2]
+        except payload.CommandError as exc:
+            cmd_id, cmd = exc.cmd_id, exc.cmd
+        self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, False, error=(
+            "rate limited: at most %d commands at once, then 1 every %d ms; not run, and further ones "
+            "go unanswered until one runs" % (_CMD_BURST, _CMD_EVERY_MS))))
 
     def _run_command(self, cmd, args):
         if cmd == "ping":
@@ -408,9 +451,7 @@ class Node:
                 self.due[name] = time.ticks_add(now, ms)  # the new rhythm starts now
         self.watchdog.deadline("sample", _sample_late_ms(self.every))
 
-    def _identify(self, s):
-        if not 0 <= s <= 3600:
-            raise ValueError("identify: s must be 0..3600 (0 stops)")
+    def _identify(self, s):  # 0..3600: parse_command checked it
         led = self.cfg["led"] if self.cfg else None
         if led is None:
             raise ValueError("no status LED configured")

@@ -1,9 +1,11 @@
-"""The set and identify commands end to end: the real firmware on a simulated board, a real mosquitto,
-the contract-checking observer.
+"""Commands end to end: the real firmware on a simulated board, a real mosquitto, the
+contract-checking observer.
 
 `set` changes intervals and thresholds, persists config.json (and its last good copy) and survives a
 reboot; a rejected set changes nothing. `identify` blinks the status LED named by the config's `led`:
 a GPIO LED is read from the board's pins, a WS2812 from what the fake neopixel last displayed.
+Hostile commands (the corpus tests/core/cmd_corpus.json's rejected payloads, oversize ones) are each
+answered ok false and change nothing; a flood is rate-limited as docs/contract.md says.
 
 Board time runs on the virtual clock, held by the test (as in tests/integration/test_supervision.py):
 it moves only while the test waits, and every assertion about time is about board time.
@@ -11,6 +13,7 @@ it moves only while the test waits, and every assertion about time is about boar
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +32,7 @@ class Recorder(Observer):
     def __init__(self, host, port, site):
         super().__init__(host, port, site)
         self.statuses = []
+        self.ack_list = []
         self.ups = []  # (boot, up) of every telemetry record, in arrival order
 
     def _on_status(self, view, body):
@@ -38,6 +42,10 @@ class Recorder(Observer):
     def _on_telemetry(self, view, body):
         super()._on_telemetry(view, body)
         self.ups.extend((body["boot"], r["up"]) for r in body["r"])
+
+    def _on_ack(self, view, body):
+        super()._on_ack(view, body)
+        self.ack_list.append(body)  # every ack in arrival order, also those without an id
 
     def status_of(self, boot):
         return [s for s in self.statuses if s["boot"] == boot and s["state"] != "offline"]
@@ -141,10 +149,10 @@ def test_set_persists_across_a_reboot_and_a_rejected_set_changes_nothing(node):
     before = n.flash("config.json")
     for args, error in (
         ({"thresholds": {"bearing": {"warn": 95}}}, "thresholds.bearing.warn: 95 is above alarm 90"),
-        ({"intervals": {"temp_s": 0.5}}, "intervals.temp_s: 0.5 is out of range 1..3600"),
+        ({"intervals": {"temp_s": 0.5}}, "set: intervals.temp_s: 0.5 is out of range 1..3600"),
         ({"thresholds": {"pump": {"warn": 1}}}, "thresholds.pump: 'pump' is not a metric"),
         ({"wifi": {"ssid": "evil"}}, "set takes no argument 'wifi'"),
-        ({"intervals": [5]}, "set: intervals must be an object"),
+        ({"intervals": [5]}, "set: intervals: [5] is not an object"),
         ({}, "set: nothing to change"),
     ):
         refused = n.command("set", **args)
@@ -214,7 +222,8 @@ def test_identify_blinks_the_status_led_without_stopping_the_node(node, board_na
     stop = n.command("identify", s=0)
     assert stop["ok"] is True and stop["result"] == {"s": 0}
     assert not lit(n.board) and len(_watch(n, lambda: lit(n.board), 2)) == 1
-    for args, error in (({"s": 3601}, "identify: s must be 0..3600"), ({"s": "10"}, "identify: s must be an integer")):
+    for args, error in (({"s": 3601}, "identify: s: 3601 is out of range 0..3600"),
+                        ({"s": "10"}, "identify: s: '10' is not an integer")):
         refused = n.command("identify", **args)
         assert refused["ok"] is False and refused["error"].startswith(error), refused
     assert n.obs.violations == [] and n.board.crashed is None
@@ -227,3 +236,80 @@ def test_identify_without_a_configured_led_is_refused(node):
     ack = n.command("identify")
     assert ack == {"id": ack["id"], "cmd": "identify", "ok": False, "error": "no status LED configured"}
     assert n.obs.violations == []
+
+
+# --- hostile commands and floods -------------------------------------------------------------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "core" / "cmd_corpus.json"
+BURST = 8  # the node's command burst (firmware/node/app.py _CMD_BURST): tokens refill 1 a second
+
+
+def hostile_commands():
+    """(payload, expected error prefix) for every rejected payload of the corpus, and oversize ones."""
+    out = []
+    for entry in json.loads(CORPUS.read_text()):
+        if not entry["ok"] and "size" not in entry:
+            msg = bytes.fromhex(entry["hex"]) if "hex" in entry else entry["text"].encode()
+            out.append((msg, entry["error"]))
+    for size in (513, 4096):
+        msg = json.dumps({"id": "big", "cmd": "ping", "pad": "x" * size}).encode()
+        out.append((msg, "command is %d bytes, at most 512 allowed" % len(msg)))
+    return out
+
+
+def test_hostile_commands_are_answered_and_change_nothing_and_a_flood_is_rate_limited(node):
+    n = node("cmd-fuzz")
+    n.board.power_on()
+    n.boot_status(1)
+    config_before, good_before = n.flash("config.json"), n.flash("config.good.json")
+    topic = "floorwatch/%s/%s/cmd" % (n.site, DEVICE)
+    hostile = hostile_commands()
+    assert len(hostile) >= 150
+
+    # Paced within the limit (a burst, then time to refill): every one answered, in order, ok false.
+    for start in range(0, len(hostile), BURST):
+        batch = hostile[start:start + BURST]
+        seen = len(n.obs.ack_list)
+        for msg, _ in batch:
+            n.obs.client.publish(topic, msg, qos=1)
+        assert n.until(lambda o: len(o.ack_list) >= seen + len(batch), 30, settle_s=0.2), (start, n.obs.ack_list[seen:])
+        for (msg, prefix), ack in zip(batch, n.obs.ack_list[seen:]):
+            assert ack["ok"] is False and ack["error"].startswith(prefix), (msg, ack)
+            assert len(json.dumps(ack)) <= 400, ack  # bounded, however long the command was
+        n.clock.wait(BURST)
+    assert len(n.obs.ack_list) == len(hostile)
+    assert n.flash("config.json") == config_before and n.flash("config.good.json") == good_before
+
+    # A flood: a burst runs, the first command over the limit is answered "rate limited", the rest
+    # of the flood nothing; a second later a token is back.
+    def pings(tag, count):
+        ids = ["%s-%d" % (tag, i) for i in range(count)]
+        for cmd_id in ids:
+            n.obs.client.publish(topic, json.dumps({"id": cmd_id, "cmd": "ping"}), qos=1)
+        return ids
+
+    ran = pings("burst", BURST)
+    assert n.until(lambda o: all(i in o.acks for i in ran), 5, settle_s=0.5)
+    assert all(n.obs.acks[i]["ok"] for i in ran)
+    over = pings("over", BURST)
+    assert n.obs.wait_for(lambda o: over[0] in o.acks, 10)
+    assert n.obs.acks[over[0]]["ok"] is False and n.obs.acks[over[0]]["error"].startswith("rate limited: ")
+    silent = pings("silent", BURST)
+    n.obs.wait_for(lambda o: False, 1.5)  # held board time: no token comes back meanwhile
+    assert not [i for i in over[1:] + silent if i in n.obs.acks]
+    n.clock.wait(1)
+    after = pings("after", 1)
+    assert n.until(lambda o: after[0] in o.acks, 5, settle_s=0.5) and n.obs.acks[after[0]]["ok"] is True
+
+    # The node counted it all, is online and still sampling; config untouched, contract kept.
+    n.clock.wait(1)
+    diag = n.command("diag")
+    assert diag["ok"] is True
+    # ok: the burst and the one after (diag's own answer is counted once it is sent).
+    assert diag["result"]["cmds"] == {"ok": BURST + 1, "rejected": len(hostile), "limited": 2 * BURST,
+                                      "dropped": 0}, diag["result"]["cmds"]
+    records = len(n.obs.ups)
+    assert n.until(lambda o: len(o.ups) > records, 60)
+    assert n.obs.status_of(1)[-1]["state"] == "online" and n.obs.status_of(2) == []
+    assert n.flash("config.json") == config_before
+    assert n.obs.violations == [] and n.board.crashed is None
