@@ -11,7 +11,8 @@ import sys
 import click
 
 from . import __version__
-from .broker import BrokerError, parse_broker_url
+from .broker import BrokerError
+from .security.access import broker_access_options
 from .sim.chaos import CLASSES as FAULT_CLASSES
 from .sim.physics import MODES
 
@@ -21,16 +22,6 @@ SITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 def _site(ctx, param, value):
     if not SITE_PATTERN.match(value):
         raise click.BadParameter("%r must be 1-32 of a-z, 0-9, '_' and '-', starting with a letter or digit" % value)
-    return value
-
-
-def _broker(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        parse_broker_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc))
     return value
 
 
@@ -70,8 +61,11 @@ def _faults(ctx, param, value):
 
 @cli.command()
 @click.option("--boards", default=3, show_default=True, type=click.IntRange(1, 10000), help="How many boards to simulate.")
-@click.option("--broker", "broker_url", callback=_broker, metavar="mqtt://HOST:PORT",
-              help="Broker to publish to; without it a private mosquitto is started on a free loopback port.")
+@broker_access_options(required=False, help="Broker to publish to, mqtt[s]://[USER@]HOST[:PORT]; without it a private "
+                      "mosquitto is started on free loopback ports (TLS and a login per board, unless --plain). "
+                      "The boards connect to the same host and port (with mqtts://, checking it against --ca).")
+@click.option("--plain", is_flag=True, help="Make the private mosquitto plain and anonymous (no TLS, no logins): "
+                                            "lighter for big fleets.")
 @click.option("--duration", default=0.0, type=click.FloatRange(0, None), metavar="SECONDS",
               help="Stop after this much simulated time (0: run until Ctrl-C; chaos needs one).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, None), help="Seed for reproducible signals and faults.")
@@ -91,10 +85,18 @@ def _faults(ctx, param, value):
                    "--broker is an error; by default it is left out when the broker is not ours." % ", ".join(FAULT_CLASSES))
 @click.option("--intensity", default=1.0, show_default=True, type=click.FloatRange(0, 1000, min_open=True),
               metavar="X", help="chaos: X times the default fault rates (a few faults per board per day).")
-def sim(boards, broker_url, duration, seed, site, scenario, onset, speed, report_path, faults, intensity):
+def sim(boards, broker, plain, duration, seed, site, scenario, onset, speed, report_path, faults, intensity):
     """Run simulated boards (the real firmware on CPython) with a live table, or a chaos campaign."""
+    if broker is not None and plain:
+        raise click.UsageError("--plain is for the private broker: leave out --broker")
     if scenario == "chaos":
+        if broker is not None and (broker.tls or broker.user):
+            raise click.UsageError("--scenario chaos runs against a plain, anonymous broker: mqtt://HOST[:PORT] "
+                                   "without --ca, --user or --password-file")
+        broker_url = broker and broker.url
         return _chaos(boards, broker_url, duration, seed, site, speed, report_path, faults, intensity)
+    if broker is not None and broker.tls and broker.ca is None:
+        raise click.UsageError("--broker mqtts://...: give --ca FILE, the CA the boards check the broker's certificate with")
     for name, given in (("--report", report_path), ("--faults", faults)):
         if given is not None:
             raise click.UsageError("%s is for --scenario chaos" % name)
@@ -102,7 +104,7 @@ def sim(boards, broker_url, duration, seed, site, scenario, onset, speed, report
         raise click.UsageError("--speed max is for --scenario chaos (the live table runs on scaled time)")
     from .sim import live
 
-    views = live.run(boards, broker_url, duration, seed, site, scenario=scenario, speed=speed, onset_s=onset)
+    views = live.run(boards, broker, duration, seed, site, scenario=scenario, speed=speed, onset_s=onset, plain=plain)
     online = sum(1 for v in views if v.records)
     click.echo("%d of %d boards published telemetry; %d records in all" % (online, boards, sum(len(v.records) for v in views)))
 
@@ -154,9 +156,10 @@ from .fleet.command import command as _fleet  # noqa: E402
 from .flash import command as _flash  # noqa: E402
 from .ports import command as _ports  # noqa: E402
 from .provision import command as _provision  # noqa: E402
+from .security.command import group as _broker  # noqa: E402
 from .vboard.command import command as _vboard  # noqa: E402
 
-for _command in (_analyze, _ports, _flash, _deploy, _provision, _vboard, _fleet):
+for _command in (_analyze, _ports, _flash, _deploy, _provision, _vboard, _fleet, _broker):
     cli.add_command(_command)
 
 

@@ -16,6 +16,8 @@ still running when the harness took its last count, records numbered past that c
 The accounting is a pure function over plain data (`account`), so it is tested without MQTT. The
 subscriber is thin: a fixed client id with a persistent session (clean_session=False) and QoS 1,
 so against a broker with persistence a broker restart loses nothing on the ledger's side.
+`Ledger(access)` with a security.access.BrokerAccess logs in (TLS, user, password); a broker that
+uses user names as client ids then keys the session by the user.
 """
 
 import json
@@ -25,6 +27,8 @@ import uuid
 from collections import Counter
 
 import paho.mqtt.client as mqtt
+
+from .security.access import BrokerAccess
 
 WHYS = ("full", "reset")  # the contract's reasons; "full" is named first where ranges overlap
 MAX_SEQ = 1 << 26  # records in one boot: two years at one a second; more is a broken message
@@ -190,8 +194,9 @@ class Ledger:
     tests can feed messages directly. Thread-safe: the harness calls produced() from board threads.
     """
 
-    def __init__(self, host, port, site="+", client_id=None):
-        self.host, self.port, self.site = host, port, site
+    def __init__(self, host, port=None, site="+", client_id=None):
+        self.access = BrokerAccess.of(host, port)
+        self.host, self.port, self.site = self.access.host, self.access.port, site
         self.client_id = client_id or "floorwatch-ledger-" + uuid.uuid4().hex[:10]
         self._lock = threading.Lock()
         self._produced = {}   # device -> {boot: count}
@@ -205,7 +210,6 @@ class Ledger:
         self.malformed_count = 0
         self.connects = 0
         self.sessions_lost = 0  # reconnects where the broker had forgotten our session: a gap
-        self._connected = threading.Event()
         self.client = None
 
     # --- the books ---------------------------------------------------------------------------
@@ -275,11 +279,7 @@ class Ledger:
         self.client.reconnect_delay_set(min_delay=0.05, max_delay=1)  # back soon after a restart
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda client, userdata, msg: self.record(msg.topic, msg.payload)
-        self.client.connect(self.host, self.port, keepalive=30)
-        self.client.loop_start()
-        if not self._connected.wait(timeout):
-            self.client.loop_stop()
-            raise TimeoutError("ledger could not connect to %s:%d" % (self.host, self.port))
+        self.access.connect(self.client, keepalive=30, timeout=timeout)
         return self
 
     def stop(self, forget=True):
@@ -293,6 +293,7 @@ class Ledger:
             try:
                 eraser = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                      clean_session=True, protocol=mqtt.MQTTv311)
+                self.access.configure(eraser)
                 eraser.connect(self.host, self.port, keepalive=10)
                 eraser.loop(timeout=1)
                 eraser.disconnect()
@@ -314,7 +315,6 @@ class Ledger:
             self.connects += 1
         for kind in ("telemetry", "status"):
             client.subscribe("floorwatch/%s/+/%s" % (self.site, kind), qos=1)
-        self._connected.set()
 
 
 def _telemetry(body):

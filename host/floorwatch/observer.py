@@ -2,6 +2,9 @@
 
 It keeps, per device, what the nodes have said on their topics, and checks every message against
 the contract. The simulator's live table and the tests read it; neither peeks inside the boards.
+
+    Observer(host, port, site="plant-a")       # a plain, anonymous broker (the tests' own)
+    Observer(access, site="plant-a")           # a security.access.BrokerAccess: TLS, user, password
 """
 
 import json
@@ -12,6 +15,7 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from . import contract
+from .security.access import BrokerAccess
 
 
 class DeviceView:
@@ -35,23 +39,21 @@ class DeviceView:
 
 
 class Observer:
-    def __init__(self, host, port, site="+"):
-        self.host, self.port = host, port
+    def __init__(self, host, port=None, site="+"):
+        self.access = BrokerAccess.of(host, port)
+        self.host, self.port = self.access.host, self.access.port
         self.devices = {}
         self.violations = []  # (topic, reason) for messages that break the contract
         self.acks = {}  # command id -> ack payload
         self._lock = threading.Lock()
-        self._connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="observer-" + uuid.uuid4().hex[:8])
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self._filter = "floorwatch/%s/+/+" % site
 
     def start(self, timeout=10):
-        self.client.connect(self.host, self.port, keepalive=30)
-        self.client.loop_start()
-        if not self._connected.wait(timeout):
-            raise TimeoutError("observer could not connect to %s:%d" % (self.host, self.port))
+        """Connect and subscribe; AccessError (one line) when the broker refuses or does not answer."""
+        self.access.connect(self.client, keepalive=30, timeout=timeout)
         return self
 
     def stop(self):
@@ -88,7 +90,6 @@ class Observer:
     # --- paho callbacks ----------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         client.subscribe(self._filter, qos=1)
-        self._connected.set()
 
     def _on_message(self, client, userdata, message):
         parts = message.topic.split("/")

@@ -184,7 +184,9 @@ def test_a_device_id_on_two_sites_must_be_named_with_its_site(run, ghost):
 def test_invalid_commands_are_rejected_before_anything_is_sent(run, spy):
     for args, error in (
             (("frobnicate",), "unknown command 'frobnicate'; the node knows "),
-            (("",), "invalid command: cmd: '' is empty"),
+            (("",), "unknown command ''; the node knows "),
+            (("identify", "s=99999"), "identify: s: 99999 is out of range 0..3600"),
+            (("set", "intervals.temp_s=0"), "set: intervals.temp_s: 0 is out of range 1..3600"),
             (("ping", "verbose=true"), "ping takes no argument 'verbose'; it takes none"),
             (("ack-alarm", "sensor=motor"), "ack-alarm takes no argument 'sensor'; it takes metric"),
             (("ping", "id=x"), "argument 'id' is not allowed: the command sets it"),

@@ -11,7 +11,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
 
+from floorwatch.broker import Mosquitto
 from floorwatch.fleet.command import group
+from floorwatch.security.access import BrokerAccess
+from floorwatch.security.brokerdir import BrokerDir
 
 pytestmark = pytest.mark.broker
 
@@ -62,3 +65,30 @@ def test_watch_hands_each_alert_to_the_hook(fresh_broker, tmp_path):
     alerts = [json.loads(line) for line in received.read_text().splitlines()]
     assert [(a["device"], a["kind"]) for a in alerts] == [("press-1", "offline")], (out, err)
     assert "press-1 offline" in out
+
+
+def test_status_logs_in_to_a_secured_broker_and_a_wrong_password_is_one_line(tmp_path):
+    directory = BrokerDir.init(tmp_path / "broker", devices=[("plant-a", "press-1", None)])
+    with Mosquitto(secure=directory) as broker:
+        device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        BrokerAccess("localhost", broker.tls_port, tls=True, ca=str(directory.ca_path), user="press-1",
+                     password=directory.device_secrets()["press-1"]).connect(device)
+        device.publish("floorwatch/plant-a/press-1/status", json.dumps(ONLINE), qos=1, retain=True).wait_for_publish(5)
+        device.disconnect()
+        device.loop_stop()
+        url = "mqtts://monitor@localhost:%d" % broker.tls_port
+        login = ["--ca", str(directory.ca_path), "--password-file", str(directory.role_password_path("monitor"))]
+        done = CliRunner().invoke(group, ["status", "--broker", url, *login, "--json"])
+        assert done.exit_code == 0, done.output
+        assert [d["device_id"] for d in json.loads(done.output)] == ["press-1"]
+
+        wrong = tmp_path / "wrong.password"
+        wrong.write_text("not-the-password-at-all\n")
+        result = subprocess.run([str(Path(sys.executable).with_name("floorwatch")), "fleet", "status", "--broker", url,
+                                 "--ca", str(directory.ca_path), "--password-file", str(wrong)],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == ["floorwatch: error: broker mqtts://localhost:%d refused user 'monitor': "
+                                              "Not authorized (wrong user or password?)" % broker.tls_port]
+        anonymous = CliRunner().invoke(group, ["status", "--broker", "mqtt://127.0.0.1:%d" % broker.port])
+        assert anonymous.exit_code != 0 and "refused an anonymous client" in str(anonymous.exception)

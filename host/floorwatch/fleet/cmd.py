@@ -3,13 +3,16 @@
     floorwatch fleet cmd --broker mqtt://10.0.0.2 press-07 ping
     floorwatch fleet cmd --broker mqtt://10.0.0.2 plant-a/ set intervals.temp_s=5 thresholds.bearing.warn=75
     floorwatch fleet cmd --broker mqtt://10.0.0.2 '*' identify s=10 --json
+    floorwatch fleet cmd --broker mqtts://operator@broker.plant-a --ca ca.crt --password-file operator.password \
+        press-07 ping
 
 The devices are the ones with a status on the broker (the retained `floorwatch/<site>/<id>/status`
 topics, docs/contract.md), so a device's site comes from there and a target is checked against what
-the fleet really is. Every command is checked before anything is sent: against the contract's cmd
-schema, and against the node's own table of commands and their arguments (`COMMANDS` and
-`MAX_COMMAND` in firmware/node/payload.py, read through floorwatch.firmware_import, so the host
-and the node agree by construction). Each device gets a command of its own with a unique `id`, and
+the fleet really is. Every command is checked before anything is sent: against the node's own
+table of commands and their arguments (`COMMANDS` and `MAX_COMMAND` in firmware/node/payload.py),
+by the node's own parser (`parse_command`: values and ranges), both read through
+floorwatch.firmware_import so the host and the node agree by construction, and against the
+contract's cmd schema. Each device gets a command of its own with a unique `id`, and
 its ack is the message on its ack topic carrying that id.
 
 A paho client of its own rather than floorwatch.observer.Observer or monitor.snapshot(): a command
@@ -29,7 +32,7 @@ import click
 import paho.mqtt.client as mqtt
 
 from .. import contract, firmware_import
-from ..broker import parse_broker_url
+from ..security.access import AccessError, BrokerAccess, broker_access_options
 
 # The broker hands over retained messages right after the SUBACK; once none has come for SETTLE_S
 # it is done (a busy broker may pause, hence not less), but never wait longer than SETTLE_CAP_S.
@@ -87,16 +90,14 @@ def _node_payload():
 
 
 def build(command, args=None, cmd_id=None):
-    """The cmd message for one device, checked as the contract and the node would check it."""
+    """The cmd message for one device, checked as the node and the contract would check it: the
+    node's command table first (for messages that say what to type), then its own parser (values
+    and ranges), then the contract's cmd schema."""
     body = {"id": cmd_id or uuid.uuid4().hex, "cmd": command}
     for key, value in (args or {}).items():
         if key in ("id", "cmd"):
             raise CommandError("argument %r is not allowed: the command sets it" % key)
         body[key] = value
-    try:
-        contract.validate("cmd", body)
-    except contract.ContractError as exc:
-        raise CommandError("invalid command: %s" % exc) from None
     payload = _node_payload()
     if payload is not None:
         if command not in payload.COMMANDS:
@@ -114,6 +115,14 @@ def build(command, args=None, cmd_id=None):
         size = len(json.dumps(body, separators=(",", ":")).encode())
         if size > payload.MAX_COMMAND:
             raise CommandError("the command is %d bytes; a node reads at most %d" % (size, payload.MAX_COMMAND))
+        try:  # the values, by the node's own parser: ranges, metric names, config fields
+            payload.parse_command(json.dumps(body, separators=(",", ":")))
+        except payload.CommandError as exc:
+            raise CommandError(str(exc)) from None
+    try:
+        contract.validate("cmd", body)
+    except contract.ContractError as exc:
+        raise CommandError("invalid command: %s" % exc) from None
     return body
 
 
@@ -150,14 +159,14 @@ def select(target, devices):
 class _Link:
     """One MQTT connection: the statuses the broker holds in, the commands out, their acks in."""
 
-    def __init__(self, host, port):
-        self.host, self.port = host, port
+    def __init__(self, access):
+        self.access = access
+        self.host, self.port = access.host, access.port
         self.states = {}  # (site, device) -> the state its status says (None if it breaks the contract)
         self.acks = {}  # (site, device, command id) -> (the ack as parsed, its contract problem or None)
         self._changed = threading.Condition()
         self._subscribed_at = None
         self._status_at = None
-        self._refused = None
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="floorwatch-cmd-" + uuid.uuid4().hex[:8])
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -165,16 +174,16 @@ class _Link:
 
     def open(self):
         try:
-            self.client.connect(self.host, self.port, keepalive=30)
+            self.access.connect(self.client, keepalive=30, timeout=CONNECT_TIMEOUT_S)
+        except AccessError:
+            raise  # already one line naming the broker
         except OSError as exc:
-            why = exc.strerror or exc
-            raise OSError("cannot reach the broker at %s:%d: %s" % (self.host, self.port, why)) from None
-        self.client.loop_start()
+            raise OSError("cannot reach the broker at %s:%d: %s" % (self.host, self.port, exc.strerror or exc)) from None
         with self._changed:
-            self._changed.wait_for(lambda: self._subscribed_at or self._refused, CONNECT_TIMEOUT_S)
+            self._changed.wait_for(lambda: self._subscribed_at, CONNECT_TIMEOUT_S)
         if not self._subscribed_at:
             self.close()
-            raise OSError("broker %s:%d %s" % (self.host, self.port, self._refused or "did not answer"))
+            raise OSError("broker %s did not confirm the subscription" % self.access.where)
         return self
 
     def close(self):
@@ -204,11 +213,6 @@ class _Link:
 
     # paho callbacks (its network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties):
-        if reason_code.is_failure:
-            with self._changed:
-                self._refused = "refused the connection: %s" % reason_code
-                self._changed.notify_all()
-            return
         client.subscribe([("floorwatch/+/+/status", 1), ("floorwatch/+/+/ack", 1)])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -244,6 +248,7 @@ class _Link:
 
 def send(host, port, target, command, args=None, timeout=10):
     """Send `command` (with `args`, a dict) to every device TARGET names; wait up to `timeout` s for the acks.
+    `host` may be a security.access.BrokerAccess (TLS, user, password), `port` then None.
 
     Returns one dict per device, sorted by site and device: device, site, state (what its status
     says: online, safe_mode, offline), ack (the ack, or None when none came in time), outcome
@@ -252,7 +257,7 @@ def send(host, port, target, command, args=None, timeout=10):
     """
     build(command, args)  # a bad command fails here, before the broker is even asked
     parse_target(target)
-    link = _Link(host, port).open()
+    link = _Link(BrokerAccess.of(host, port)).open()
     try:
         states = link.devices()
         chosen = select(target, states)
@@ -290,16 +295,9 @@ def describe(entry, timeout):
 
 # --- the command line --------------------------------------------------------------------------
 
-def _broker(ctx, param, value):
-    try:
-        return parse_broker_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc))
-
-
 @click.command("cmd")
-@click.option("--broker", "broker", required=True, callback=_broker, metavar="mqtt://HOST:PORT",
-              help="The broker the fleet reports to.")
+@broker_access_options(help="The broker the fleet reports to: mqtt[s]://[USER@]HOST[:PORT]; log in as a user "
+                            "allowed to publish commands (the operator role).")
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0, None, min_open=True),
               metavar="SECONDS", help="How long to wait for the acks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (every ack in full).")
@@ -315,7 +313,7 @@ def command(broker, timeout, as_json, target, command_name, pairs):
     null, "5"), else text. Exit status 0 when every device answered ok.
     """
     try:
-        results = send(broker[0], broker[1], target, command_name, parse_args(pairs), timeout)
+        results = send(broker, None, target, command_name, parse_args(pairs), timeout)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc))
     if as_json:

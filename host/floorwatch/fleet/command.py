@@ -7,22 +7,15 @@ import threading
 import click
 from rich.console import Console
 
-from ..broker import parse_broker_url
+from ..security.access import broker_access_options
 from . import alerts, dashboard
 from .cmd import command as cmd_command
 from .export import command as export_command
 from .monitor import Monitor, snapshot
 
 
-def _broker(ctx, param, value):
-    try:
-        return parse_broker_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-broker_option = click.option("--broker", "broker", required=True, metavar="URL", callback=_broker,
-                             help="mqtt://HOST[:PORT] of the fleet's broker.")
+broker_option = broker_access_options(help="The fleet's broker: mqtt[s]://[USER@]HOST[:PORT] (log in as a user "
+                                           "that may read floorwatch/#, e.g. the monitor role).")
 
 
 @click.group("fleet")
@@ -49,7 +42,7 @@ def watch(broker, db, share, heartbeat, hook, webhook, sort, filter_expr, no_das
     dispatcher = alerts.Dispatcher(alerts.sinks(console=console, hook=hook, webhook=webhook))  # above the live table
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Monitor(*broker, db=db or None, share=share, heartbeat_s=heartbeat, on_alert=dispatcher.send) as monitor:
+    with Monitor(broker, db=db or None, share=share, heartbeat_s=heartbeat, on_alert=dispatcher.send) as monitor:
         try:
             if no_dashboard:
                 stop.wait()
@@ -68,7 +61,7 @@ def watch(broker, db, share, heartbeat, hook, webhook, sort, filter_expr, no_das
 @click.option("--filter", "filter_expr")
 def status(broker, as_json, sort, filter_expr):
     """A snapshot of the fleet from its retained messages; no database needed."""
-    state = snapshot(*broker)
+    state = snapshot(broker)
     devices = state.devices()
     if as_json:
         click.echo(json.dumps([d.as_dict() for d in devices], sort_keys=True))

@@ -2,6 +2,10 @@
 
     with Monitor("127.0.0.1", 1883, db="fleet.db", on_alert=print) as monitor:
         ...  # monitor.state.devices(), monitor.state.summary()
+    Monitor(access, db=...)   # a security.access.BrokerAccess: TLS, user and password
+
+On a broker with logins, two monitors logging in as the same user are one client to it (the
+secured broker uses the user name as the client id): give each process a user of its own.
 
 Every message on `floorwatch/<site>/<device>/<kind>` is checked against the contract, then goes to
 the FleetState (state.py: per-device view and alerts on transitions) and, with a database, to the
@@ -21,6 +25,7 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from .. import contract
+from ..security.access import BrokerAccess
 from .state import FleetState
 from .store import Store
 
@@ -29,9 +34,10 @@ TICK_S = 1.0  # heartbeat resolution and the longest a stored message waits for 
 
 
 class Monitor:
-    def __init__(self, host, port, db=None, share=None, heartbeat_s=90, on_alert=None, site="+", session=None,
+    def __init__(self, host, port=None, db=None, share=None, heartbeat_s=90, on_alert=None, site="+", session=None,
                  kinds=("+",)):
-        self.host, self.port = host, port
+        self.access = BrokerAccess.of(host, port)
+        self.host, self.port = self.access.host, self.access.port
         self.state = FleetState(heartbeat_s=heartbeat_s)
         self.store = Store(db) if db else None
         self.on_alert = on_alert or (lambda alert: None)
@@ -39,7 +45,6 @@ class Monitor:
         self.topics = ["$share/%s/%s" % (share, t) for t in topics] if share else topics
         self.stats = {"messages": 0, "records": 0, "violations": 0}
         self.violations = []  # (topic, reason), the latest 100
-        self._connected = threading.Event()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick_loop, name="fleet-monitor-tick", daemon=True)
         # session=NAME: a persistent session under that client id, so the broker queues what arrives
@@ -51,11 +56,8 @@ class Monitor:
         self.client.on_message = self._on_message
 
     def start(self, timeout=10):
-        self.client.connect(self.host, self.port, keepalive=30)
-        self.client.loop_start()
-        if not self._connected.wait(timeout):
-            self.client.loop_stop()
-            raise ConnectionError("the fleet monitor could not connect to %s:%d" % (self.host, self.port))
+        """Connect and subscribe; AccessError (one line) when the broker refuses or does not answer."""
+        self.access.connect(self.client, keepalive=30, timeout=timeout)
         self._ticker.start()
         return self
 
@@ -78,7 +80,6 @@ class Monitor:
     # --- paho callbacks (its network thread) ----------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         client.subscribe([(topic, 1) for topic in self.topics])
-        self._connected.set()
 
     def _on_message(self, client, userdata, message):
         parts = message.topic.split("/")
@@ -120,7 +121,7 @@ class Monitor:
             self.on_alert(alert)
 
 
-def snapshot(host, port, settle_s=0.5, limit_s=3.0):
+def snapshot(host, port=None, settle_s=0.5, limit_s=3.0):
     """The fleet as its retained messages describe it (no database): a FleetState after the broker
     has handed over the retained statuses and alarm pictures (no new one for settle_s; only
     those kinds are subscribed to, so a busy fleet's telemetry does not keep it from settling)."""

@@ -11,6 +11,11 @@ physics.py). `speed` runs every board's sleeps that many times faster (board.Sca
 waits, so the fleet runs as fast as the host computes (`fleet.vclock` lets a scenario driver join).
 `thresholds` adds to or replaces limits in every board's config, e.g. to put a healthy machine near
 a limit in a test: {"motor.vel": {"warn": 0.9, "alarm": 4.5}}.
+
+Every board logs in as its device id with a password of its own: `passwords` ({device id:
+password}) when given, so a broker dir can register them before the fleet exists, else new ones
+(`fleet.passwords` has them either way). `ca` (the CA certificate, PEM text) makes the boards
+connect over TLS, checking the broker's certificate against it and its host name.
 """
 
 import json
@@ -64,9 +69,11 @@ def new_password():
     return secrets.token_urlsafe(18)
 
 
-def board_config(index, site, host, port, board_def, seed, ap, intervals=None, thresholds=None, password=None):
+def board_config(index, site, host, port, board_def, seed, ap, intervals=None, thresholds=None, password=None,
+                 ca=None):
     """The config.json the sim writes onto board `index`'s flash; `thresholds` override per metric.
-    The board logs in to the broker as its device id, with `password` (a new one when None)."""
+    The board logs in to the broker as its device id, with `password` (a new one when None); with
+    `ca` (PEM text) over TLS, the broker's certificate checked against it."""
     sensors = []
     for number, spec in enumerate(board_def["default_sensors"]):
         spec = dict(spec)
@@ -79,12 +86,15 @@ def board_config(index, site, host, port, board_def, seed, ap, intervals=None, t
         limits[name + ".rms"] = {"warn": 0.5, "alarm": 1.0, "deadband": 0.05}
         limits[name + ".kurt"] = dict(SIM_KURTOSIS)
     limits.update(thresholds or {})
+    broker = {"host": host, "port": port, "user": device_id(index), "password": password or new_password(),
+              "tls": ca is not None, "keepalive_s": 15}
+    if ca is not None:
+        broker["ca"] = ca
     return {
         "device_id": device_id(index),
         "site": site,
         "wifi": {"ssid": ap.ssid, "password": ap.password},
-        "broker": {"host": host, "port": port, "user": device_id(index), "password": password or new_password(),
-                   "tls": False, "keepalive_s": 15},
+        "broker": broker,
         "sensors": sensors,
         "intervals": dict(intervals or SIM_INTERVALS),
         "led": boards.status_led(board_def),
@@ -111,13 +121,14 @@ def wire(board, config, machine):
 
 class Fleet:
     def __init__(self, count, host, port, site="sim", seed=0, board_name="esp32-devkitc",
-                 workdir=None, mode="normal", intervals=None, speed=1.0, thresholds=None, onset_s=ONSET_S):
+                 workdir=None, mode="normal", intervals=None, speed=1.0, thresholds=None, onset_s=ONSET_S,
+                 passwords=None, ca=None):
         self.board_def = boards.load(board_name)
         self._tmp = None if workdir else tempfile.mkdtemp(prefix="floorwatch-sim-")
         self.workdir = Path(workdir or self._tmp)
         self.boards = []
         self.machines = []
-        self.passwords = {}  # device id -> its broker password, for a broker that checks them
+        self.passwords = dict(passwords or {})  # device id -> its broker password, for a broker that checks them
         self.vclock, clocks = make_clocks(speed, count)
         for index, clock in enumerate(clocks):
             board_seed = seed * 100003 + index + 1
@@ -125,7 +136,8 @@ class Fleet:
             machine = Machine.for_scenario(board_seed, mode, onset_s, clock=clock.now)
             board = Board(device_id(index), seed=board_seed, flash_dir=self.workdir / device_id(index),
                           chip=self.board_def["chip"], ap=ap, clock=clock)
-            config = board_config(index, site, host, port, self.board_def, board_seed, ap, intervals, thresholds)
+            config = board_config(index, site, host, port, self.board_def, board_seed, ap, intervals, thresholds,
+                                  self.passwords.get(device_id(index)), ca)
             self.passwords[board.device_id] = config["broker"]["password"]
             (board.flash_dir / "config.json").write_text(json.dumps(config, indent=1))
             wire(board, config, machine)

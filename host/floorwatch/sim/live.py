@@ -3,20 +3,30 @@
 Times shown and `duration` are simulated (board) seconds: with `speed` above 1 the boards' sleeps
 pass faster than the wall clock (see board.ScaledClock), so an hour of a scenario can be watched in
 a minute or so.
+
+The broker: by default a private mosquitto secured as a real site's (security.brokerdir): TLS with
+a CA made for the run, a login of its own for every board (registered before the boards exist:
+their passwords are made here) and the ACL, so the firmware's TLS and login paths are what the
+sim exercises; the table's observer logs in as the monitor role. `plain` starts the old anonymous,
+unencrypted one instead (cheaper for big fleets). An external broker comes as a BrokerAccess; the
+boards use its host, port and TLS, and the CA file it names.
 """
 
 import contextlib
 import signal
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ..broker import BrokerError, Mosquitto, parse_broker_url
+from ..broker import BrokerError, Mosquitto
 from ..observer import Observer
-from .fleet import Fleet
+from ..security.access import AccessError, BrokerAccess
+from .fleet import Fleet, device_id, new_password
 
 _STATE_STYLE = {"online": "green", "offline": "red"}
 _HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "fault": "red"}
@@ -89,27 +99,49 @@ def table(observer, fleet, sim_s, duration, scenario="normal", speed=1.0, wall_s
     return grid
 
 
-def run(boards, broker_url, duration, seed, site, console=None, scenario="normal", speed=1.0, onset_s=None):
+@contextlib.contextmanager
+def private_broker(site, passwords, plain=False, console=None):
+    """A mosquitto for this run: yields the observer's BrokerAccess. Secured unless `plain`: every
+    (device id, password) of `passwords` registered under `site`, TLS on localhost."""
+    if plain:
+        with Mosquitto() as broker:
+            if console:
+                console.print("started a private mosquitto on %s:%d (plain, anonymous)" % (broker.host, broker.port))
+            yield BrokerAccess(broker.host, broker.port)
+        return
+    from ..security.brokerdir import BrokerDir  # late: cryptography is only needed here
+
+    with tempfile.TemporaryDirectory(prefix="floorwatch-sim-broker-") as tmp:
+        secured = BrokerDir.init(Path(tmp) / "broker", devices=[(site, i, p) for i, p in passwords.items()])
+        with Mosquitto(secure=secured) as broker:
+            if console:
+                console.print("started a private mosquitto on localhost:%d (TLS, a login per board)" % broker.tls_port)
+            yield BrokerAccess("localhost", broker.tls_port, tls=True, ca=secured.ca_path, user="monitor",
+                               password=secured.role_password("monitor"))
+
+
+def run(boards, broker, duration, seed, site, console=None, scenario="normal", speed=1.0, onset_s=None, plain=False):
     """Run the simulation for `duration` simulated seconds (0: until Ctrl-C).
 
-    Returns the observer's final views (for the summary and tests).
+    `broker`: a BrokerAccess of an external broker, or None for a private one (secured unless
+    `plain`). Returns the observer's final views (for the summary and tests).
     """
     console = console or Console()
+    passwords = {device_id(index): new_password() for index in range(boards)}
     with contextlib.ExitStack() as cleanup:
-        if broker_url is None:
-            broker = cleanup.enter_context(Mosquitto())
-            host, port = broker.host, broker.port
-            console.print("started a private mosquitto on %s:%d" % (host, port))
-        else:
-            host, port = parse_broker_url(broker_url)
+        if broker is None:
+            broker = cleanup.enter_context(private_broker(site, passwords, plain, console))
+        ca = Path(broker.ca).read_text() if broker.tls and broker.ca else None
         try:
-            observer = Observer(host, port, site=site).start()
-        except (OSError, TimeoutError) as exc:
-            raise BrokerError("cannot reach the broker at %s:%d (%s)" % (host, port, exc)) from None
+            observer = Observer(broker, site=site).start()
+        except AccessError:
+            raise
+        except OSError as exc:
+            raise BrokerError("cannot reach the broker at %s:%d (%s)" % (broker.host, broker.port, exc)) from None
         cleanup.callback(observer.stop)
         extra = {} if onset_s is None else {"onset_s": onset_s}
-        fleet = cleanup.enter_context(Fleet(boards, host, port, site=site, seed=seed, mode=scenario,
-                                            speed=speed, **extra))
+        fleet = cleanup.enter_context(Fleet(boards, broker.host, broker.port, site=site, seed=seed, mode=scenario,
+                                            speed=speed, passwords=passwords, ca=ca, **extra))
         stop = threading.Event()
         previous = signal.signal(signal.SIGINT, lambda *a: stop.set())
         cleanup.callback(signal.signal, signal.SIGINT, previous)
