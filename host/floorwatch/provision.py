@@ -17,6 +17,13 @@ Every board runs in its own thread through the same steps, each skipped when it 
 Then one line per board goes to the inventory (JSON Lines, append-only): the audit trail of who got
 what, when, and how it ended. One board failing never stops the others; the summary lists them all.
 
+Secrets: a board's password lives in the secrets file (0600) and in its node's config, nowhere
+else: not in the inventory, the progress bars, the summary or an error line. With `[broker] dir`
+each board's login is registered in that broker directory (`floorwatch broker init`) before its
+node first connects, and a mosquitto running on it is told to reload. Every node config is checked
+with the firmware's own credentials_problem() before it is deployed, as the node itself would.
+Paths in the fleet file are relative to it.
+
 The fleet file (TOML):
 
     [fleet]
@@ -30,8 +37,12 @@ The fleet file (TOML):
     ssid = "plant-a-iot"
     password = "..."
     [broker]
-    host = "10.0.0.5"
-    port = 1883
+    host = "broker.plant-a"
+    tls = true                                # port 8883 unless given
+    ca = "broker/ca.crt"                      # the CA (PEM) the nodes check the broker with
+    dir = "broker"                            # optional: the broker dir to register the boards in
+    user = "monitor"                          # provision's own login, to see nodes come online
+    password_file = "broker/clients/monitor.password"
     [config]          # optional: merged into every node's config (intervals, thresholds, sensors, ...)
     [[boards]]        # optional: ports to use, and pinned ids
     port = "sn:0001"
@@ -57,8 +68,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import boards, contract, deploy, esp_image, flash, ports
+from . import boards, contract, deploy, esp_image, firmware_import, flash, ports
 from .observer import Observer
+from .security.access import PASSWORD_ENV, AccessError, BrokerAccess, read_password_file
 
 ONLINE_TIMEOUT_S = 60
 RETAINED_WAIT_S = 2  # for the broker to hand over the retained statuses after subscribing
@@ -71,15 +83,35 @@ class ProvisionError(ValueError):
 
 
 # --- the fleet file ---------------------------------------------------------------------------
-def load_fleet(path):
-    """The fleet file, checked: a dict with fleet, wifi, broker, config, boards, and `base` (its directory)."""
-    path = Path(path)
+def _read_toml(path):
     try:
-        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ProvisionError("%s: cannot read it: %s" % (path, exc.strerror or exc)) from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProvisionError("%s: not valid TOML: %s" % (path, exc)) from None
+
+
+def fleet_identities(path):
+    """(site, id_prefix, secrets file path) of a fleet file, from its [fleet] table alone:
+    `floorwatch broker init --fleet` reads them before the CA that [broker] names exists."""
+    path = Path(path)
+    fleet = _read_toml(path).get("fleet")
+    if not isinstance(fleet, dict):
+        raise ProvisionError("%s: the [fleet] table is missing" % path)
+    for key in ("site", "id_prefix", "secrets"):
+        if key == "secrets" and key not in fleet:
+            continue
+        if not isinstance(fleet.get(key), str):
+            raise ProvisionError("%s: [fleet] %s: %s" % (path, key, "missing" if fleet.get(key) is None
+                                                         else "must be a str, not %r" % (fleet[key],)))
+    return fleet["site"], fleet["id_prefix"], path.parent / fleet.get("secrets", "fleet-secrets.json")
+
+
+def load_fleet(path):
+    """The fleet file, checked: a dict with fleet, wifi, broker, config, boards, and `base` (its directory)."""
+    path = Path(path)
+    spec = _read_toml(path)
 
     def need(table, key, kind):
         value = spec.get(table, {}).get(key)
@@ -95,6 +127,7 @@ def load_fleet(path):
     need("fleet", "id_prefix", str)
     need("wifi", "ssid", str)
     need("broker", "host", str)
+    _check_broker(spec, path)
     board = spec["fleet"].get("board", "esp32-devkitc")
     try:
         spec["board_def"] = boards.load(board)
@@ -111,16 +144,95 @@ def load_fleet(path):
     return spec
 
 
+# [broker] keys for provision itself, never copied into a node's config.
+HOST_ONLY_KEYS = ("dir", "user", "password_file")
+
+
+def _check_broker(spec, path):
+    """[broker] tls/ca/dir/user/password_file: types, and the CA file(s) read (PEM text kept in
+    spec["ca_pem"], by "broker" / "broker.backup")."""
+    broker = spec["broker"]
+    spec["ca_pem"] = {}
+    for field, server in (("broker", broker), ("broker.backup", broker.get("backup"))):
+        if not isinstance(server, dict):
+            continue
+        tls, ca = server.get("tls", False), server.get("ca")
+        if not isinstance(tls, bool):
+            raise ProvisionError("%s: [%s] tls: must be true or false, not %r" % (path, field, tls))
+        if ca is not None and not isinstance(ca, str):
+            raise ProvisionError("%s: [%s] ca: must be the path of the CA certificate (PEM), not %r" % (path, field, ca))
+        if tls and ca is None:
+            raise ProvisionError("%s: [%s] tls = true needs ca = the CA certificate (PEM) file the nodes check "
+                                 "the broker's certificate with" % (path, field))
+        if ca is not None and not tls:
+            raise ProvisionError("%s: [%s] ca is for TLS: add tls = true" % (path, field))
+        if ca is not None:
+            try:
+                pem = (path.parent / ca).read_text(encoding="ascii")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ProvisionError("%s: [%s] ca: cannot read %s: %s" % (
+                    path, field, path.parent / ca, getattr(exc, "strerror", None) or exc)) from None
+            if "-----BEGIN CERTIFICATE-----" not in pem:
+                raise ProvisionError("%s: [%s] ca: %s holds no PEM certificate" % (path, field, path.parent / ca))
+            spec["ca_pem"][field] = pem
+    for key in HOST_ONLY_KEYS:
+        if key in broker and not isinstance(broker[key], str):
+            raise ProvisionError("%s: [broker] %s: must be a string, not %r" % (path, key, broker[key]))
+    if "password_file" in broker and "user" not in broker:
+        raise ProvisionError("%s: [broker] password_file needs user = the name to log in with" % path)
+
+
 def _file(spec, key, default):
     return spec["base"] / spec["fleet"].get(key, default)
+
+
+def broker_dir(spec):
+    """The BrokerDir of [broker] dir, or None when the fleet file names none."""
+    if not spec["broker"].get("dir"):
+        return None
+    from .security.brokerdir import BrokerDir, BrokerDirError  # late: cryptography is only needed here
+    try:
+        return BrokerDir(spec["base"] / spec["broker"]["dir"])
+    except BrokerDirError as exc:
+        raise ProvisionError("[broker] dir: %s" % exc) from None
+
+
+def broker_access(spec, directory=None):
+    """Provision's own login, to watch nodes come online: [broker] user and password_file, else
+    the monitor role of [broker] dir, else anonymous."""
+    broker = spec["broker"]
+    tls = broker.get("tls", False)
+    port = broker.get("port", 8883 if tls else 1883)
+    ca = str(spec["base"] / broker["ca"]) if broker.get("ca") else None
+    user, password = broker.get("user"), None
+    if broker.get("password_file"):
+        try:
+            password = read_password_file(spec["base"] / broker["password_file"])
+        except AccessError as exc:
+            raise ProvisionError("[broker] password_file: %s" % exc) from None
+    elif user is None and directory is not None:
+        user, password = "monitor", directory.role_password("monitor")
+    elif user is not None:
+        password = os.environ.get(PASSWORD_ENV)
+        if not password:
+            raise ProvisionError("[broker] user %r needs password_file (or %s)" % (user, PASSWORD_ENV))
+    return BrokerAccess(broker["host"], port, tls=tls, ca=ca, user=user, password=password)
 
 
 def node_config(spec, device_id, password):
     """One node's config.json: the fleet's [config] with this board's identity, WiFi and broker."""
     cfg = copy.deepcopy(spec["config"])
-    broker = {"port": 1883, "tls": False, **copy.deepcopy(spec["broker"]), "user": device_id, "password": password}
+    wanted = {k: v for k, v in copy.deepcopy(spec["broker"]).items() if k not in HOST_ONLY_KEYS}
+    broker = {"port": 8883 if wanted.get("tls") else 1883, "tls": False, **wanted, "user": device_id,
+              "password": password}
+    if "broker" in spec.get("ca_pem", {}):
+        broker["ca"] = spec["ca_pem"]["broker"]
     if broker.get("backup"):  # the same identity on the backup broker
-        broker["backup"].update(user=device_id, password=password)
+        backup = broker["backup"]
+        backup.setdefault("port", 8883 if backup.get("tls") else 1883)
+        backup.update(user=device_id, password=password)
+        if "broker.backup" in spec.get("ca_pem", {}):
+            backup["ca"] = spec["ca_pem"]["broker.backup"]
     cfg.update(device_id=device_id, site=spec["fleet"]["site"], wifi=dict(spec["wifi"]), broker=broker)
     cfg.setdefault("sensors", copy.deepcopy(spec["board_def"]["default_sensors"]))
     cfg.setdefault("led", boards.status_led(spec["board_def"]))
@@ -221,7 +333,7 @@ class History:
 
 # --- one board -----------------------------------------------------------------------------------
 def provision_board(port, spec, image, build, identities, observer, history,
-                    report=lambda stage, done=0, total=0: None):
+                    report=lambda stage, done=0, total=0: None, directory=None):
     """Bring the board on `port` to the fleet's state; returns its inventory record, with the
     seconds each stage took in `stages` and the stages that wrote to the board in `steps`."""
     board_def = spec["board_def"]
@@ -255,6 +367,11 @@ def provision_board(port, spec, image, build, identities, observer, history,
         device_id, password = identities.of(found["mac"], port)
         record["device_id"] = device_id
         cfg = node_config(spec, device_id, password)
+        _check_credentials(cfg)
+        if directory is not None:
+            with stage("registering"):
+                if directory.add_device(spec["fleet"]["site"], device_id, password):
+                    directory.reload()  # a mosquitto running on the dir reads its passwd and ACL again
         since = time.time()
         if found["app"] != build["app"] or found["config_sha256"] != deploy.config_sha256(cfg):
             with stage("deploying"):
@@ -303,6 +420,21 @@ def _settled(port, spec, image, build, identities, observer, history):
     return {key: known.get(key) for key in ("mac", "chip", "revision", "micropython", "device_id")}
 
 
+@functools.lru_cache(maxsize=1)
+def _node_config():
+    return firmware_import.load("node.config")
+
+
+def _check_credentials(cfg):
+    """The node's own verdict on its broker login(s) (node/config.py credentials_problem), so a
+    config the node would refuse to connect with is never deployed. One line, no password."""
+    check = _node_config().credentials_problem
+    for field, server in (("broker", cfg["broker"]), ("broker.backup", cfg["broker"].get("backup"))):
+        problem = server and check(server, field)
+        if problem:
+            raise ProvisionError("config of %s: %s" % (cfg["device_id"], problem))
+
+
 def _look(port, wait=False):
     """What the board runs (deploy.installed), or None when no MicroPython answers: within
     LOOK_TIMEOUT_S (a blank board never will), or REBOOT_TIMEOUT_S right after flashing."""
@@ -343,16 +475,26 @@ def provision(spec, port_list, firmware=None, report=None):
     identities = Identities(_file(spec, "secrets", "fleet-secrets.json"), spec["fleet"]["id_prefix"], pinned)
     inventory = Inventory(_file(spec, "inventory", "inventory.jsonl"))
     history = History(inventory, ports.list_ports(include_all=True))
-    broker = spec["broker"]
-    with Observer(broker["host"], broker.get("port", 1883), site=spec["fleet"]["site"]) as observer:
+    directory = broker_dir(spec)
+    access = broker_access(spec, directory)
+    observer = Observer(access, site=spec["fleet"]["site"])
+    try:
+        observer.start()
+    except AccessError:
+        raise  # already one line naming the broker and the user
+    except OSError as exc:
+        raise ProvisionError("cannot reach the broker at %s (%s)" % (access.where, exc.strerror or exc)) from None
+    try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(port_list)) as pool:
             def one(port):  # each board's record is written as soon as it is done
                 record = provision_board(port, spec, image, build, identities, observer, history,
                                          (lambda stage, done=0, total=0: report(port, stage, done, total))
-                                         if report else (lambda *a, **k: None))
+                                         if report else (lambda *a, **k: None), directory)
                 inventory.append(record)
                 return record
             return list(pool.map(one, port_list))
+    finally:
+        observer.stop()
 
 
 def _image(spec, firmware):

@@ -28,6 +28,9 @@ ssid = "plant-t-iot"
 password = "wifi-password"
 [broker]
 host = "10.0.0.5"
+tls = true
+ca = "broker/ca.crt"  # made by the very init that reads this file
+dir = "broker"
 """
 FLEET_SECRETS = {"aa:bb:cc:00:00:01": {"device_id": "press-000001", "password": "Zr3sPQ9vLkT0aa1bYc2dXe4F"},
                  "aa:bb:cc:00:00:02": {"device_id": "press-7", "password": "Hq8wNn2mRr5tUu6vWw7xYy8z"}}

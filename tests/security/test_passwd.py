@@ -114,3 +114,14 @@ def connack(port, user, password):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(bytes([0x10, len(body)]) + body)
         return sock.recv(4)[3]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give a file away")
+def test_a_rewrite_as_root_keeps_the_owner_the_broker_reads_it_as(tmp_path):
+    path = tmp_path / "passwd"
+    write_private(path, "old\n")
+    os.chown(path, 12345, 12345)  # as `chown -R mosquitto: DIR` leaves it
+    write_private(path, "new\n")
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (12345, 12345, 0o600)
+    assert path.read_text() == "new\n"

@@ -14,7 +14,7 @@ import subprocess
 import click
 
 from ..broker import BrokerError, find_mosquitto
-from ..provision import Identities, ProvisionError, _file, load_fleet
+from ..provision import Identities, ProvisionError, fleet_identities
 from .acl import ROLES
 from .brokerdir import PID_FILE, BrokerDir, BrokerDirError
 
@@ -71,15 +71,13 @@ def _fleet_devices(fleet_path):
     """[(site, device_id, password)] of every identity in the fleet's secrets file, and a note
     saying where they came from."""
     try:
-        spec = load_fleet(fleet_path)
-        secrets_path = _file(spec, "secrets", "fleet-secrets.json")
+        site, prefix, secrets_path = fleet_identities(fleet_path)
         if not secrets_path.exists():
             raise click.UsageError("%s: no secrets file %s yet: provision boards first, or use --devices"
                                    % (fleet_path, secrets_path))
-        known = Identities(secrets_path, spec["fleet"]["id_prefix"], {}).known
+        known = Identities(secrets_path, prefix, {}).known
     except ProvisionError as exc:
         raise click.UsageError(str(exc)) from None
-    site = spec["fleet"]["site"]
     try:
         devices = [(site, entry["device_id"], entry["password"]) for entry in known.values()]
     except (AttributeError, KeyError, TypeError):

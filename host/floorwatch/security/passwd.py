@@ -72,7 +72,9 @@ def write_passwd(path, entries):
 
 def write_private(path, text):
     """Write `text` to `path` atomically, readable and writable by its owner only (0600): a
-    temporary file in the same directory, created 0600, then renamed over the old one."""
+    temporary file in the same directory, created 0600, then renamed over the old one. A file that
+    exists keeps its owner: root rewriting the passwd of a broker that runs as `mosquitto` must not
+    leave it unreadable to that broker (it would then turn every client away on reload)."""
     path = os.fspath(path)
     tmp = "%s.%d.tmp" % (path, os.getpid())
     try:
@@ -81,6 +83,7 @@ def write_private(path, text):
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
     try:
+        _keep_owner(fd, path)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
@@ -92,3 +95,13 @@ def write_private(path, text):
         except FileNotFoundError:
             pass
         raise
+
+
+def _keep_owner(fd, path):
+    """Give the file open at fd the owner of the file at path, if there is one and we may."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
+        os.fchown(fd, st.st_uid, st.st_gid)
