@@ -249,12 +249,8 @@ def ca_der(pem):
 
 
 def _ca(v, arg, path):
-    if v is None:
+    if _str_or_null(v, (0, _CA_MAX), path) is None:
         return None
-    if type(v) is not str:
-        raise _bad(path, v, "is not a string or null")
-    if len(v) > _CA_MAX:
-        raise _bad(path, v, "is not 0..%d characters long" % _CA_MAX)
     try:
         ca_der(v)
     except ValueError as e:

@@ -142,12 +142,14 @@ class Node:
 
 
 class Listener:
-    """A paho subscriber collecting payloads on one topic."""
+    """A paho subscriber collecting payloads on one topic (logged in as `user` when given)."""
 
-    def __init__(self, server, topic):
+    def __init__(self, server, topic, user=None, password=None):
         self.payloads = queue.Queue()
         self._subscribed = queue.Queue()
-        self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="l-" + uuid.uuid4().hex[:8])
+        self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user or "l-" + uuid.uuid4().hex[:8])
+        if user is not None:
+            self.mqtt.username_pw_set(user, password)
         self.mqtt.on_message = lambda c, u, msg: self.payloads.put(msg.payload)
         self.mqtt.on_subscribe = lambda *args: self._subscribed.put(True)
         self.mqtt.connect(server.host, server.port, keepalive=30)

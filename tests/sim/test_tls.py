@@ -73,7 +73,7 @@ def test_a_board_connects_over_tls_with_the_right_ca_and_host_name(tmp_path, sec
     broker, bdir, _ = secure
     node = tls_node(tmp_path, secure, 0)
     # The monitor role, over the plain listener (password- and ACL-checked too).
-    watcher = _RoleListener(broker, bdir, "monitor", node.topics["status"])
+    watcher = role_listener(broker, bdir, "monitor", node.topics["status"])
     try:
         with node:
             node.wait_connected()
@@ -88,7 +88,7 @@ def test_a_board_connects_over_tls_with_the_right_ca_and_host_name(tmp_path, sec
 def test_commands_arrive_over_tls_and_one_too_large_arrives_as_its_size(tmp_path, secure):
     broker, bdir, _ = secure
     node = tls_node(tmp_path, secure, 0)
-    operator = _RoleListener(broker, bdir, "operator", "floorwatch/linktest/unused")
+    operator = role_listener(broker, bdir, "operator", "floorwatch/linktest/unused")
     try:
         with node:
             node.wait_connected()
@@ -136,24 +136,9 @@ def test_an_unset_clock_fails_the_certificate_dates(tmp_path, secure):
         node.wait_connected()
 
 
-class _RoleListener(Listener):
+def role_listener(broker, bdir, role, topic):
     """A Listener logged in as one of the broker directory's roles, on the plain listener."""
-
-    def __init__(self, broker, bdir, role, topic):
-        import queue
-
-        import paho.mqtt.client as mqtt
-
-        self.payloads = queue.Queue()
-        self._subscribed = queue.Queue()
-        self.mqtt = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=role)
-        self.mqtt.username_pw_set(role, bdir.role_password(role))
-        self.mqtt.on_message = lambda c, u, msg: self.payloads.put(msg.payload)
-        self.mqtt.on_subscribe = lambda *args: self._subscribed.put(True)
-        self.mqtt.connect(broker.host, broker.port, keepalive=30)
-        self.mqtt.loop_start()
-        self.mqtt.subscribe(topic, qos=1)
-        self._subscribed.get(timeout=10)
+    return Listener(broker, topic, role, bdir.role_password(role))
 
 
 # --- the simulator's ssl, call by call ------------------------------------------------------------
