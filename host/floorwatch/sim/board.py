@@ -63,6 +63,7 @@ class Wake(threading.Event):
         super().__init__()
         self._bells = []
         self._fd = None  # (read end, write end), made on the first fileno()
+        self._poked = False  # the fd may be readable: set() wrote to it since the last clear()
 
     def set(self):
         super().set()
@@ -73,7 +74,10 @@ class Wake(threading.Event):
 
     def clear(self):
         super().clear()
-        if self._fd is not None:
+        # A board clears its alert before every sleep, so only a poked fd is read: an empty one
+        # would cost a system call and an exception each time (BlockingIOError).
+        if self._poked:
+            self._poked = False
             try:
                 os.read(self._fd[0], 64)  # an eventfd reads back its whole count at once
             except BlockingIOError:
@@ -109,6 +113,7 @@ class Wake(threading.Event):
             os.write(self._fd[1], (1).to_bytes(8, "little"))  # 8 bytes: what an eventfd wants
         except BlockingIOError:
             pass  # already readable
+        self._poked = True  # after the write, so a clear() that sees it has something to read
 
     def __del__(self):
         for fd in set(self._fd or ()):
