@@ -14,8 +14,9 @@ counted.
 Tasmota-style is built from the very records the node sent, one JSON SENSOR message per reading, as
 Tasmota publishes its sensors (tele/<topic>/SENSOR, QoS 0, `Time` in ISO form, one object per sensor
 with a named key per value, `TempUnit`): per sample one DS18B20 message and one message holding the
-same vibration values, each axis under its own key. Numbers keep the node's decimals, so only the
-framing differs. Tasmota's periodic STATE message (317 bytes in a real 2024 log, every TelePeriod of
+same vibration values, each axis under its own key named as Tasmota's MPU6050 driver names its
+axes (`AccelXAxis`: here `RMSXAxis`, `VelocityZAxis`, ...). Numbers keep the node's decimals, so only
+the framing differs. Tasmota's periodic STATE message (317 bytes in a real 2024 log, every TelePeriod of
 300 s) stands beside the node's diag and status.
 
     .venv/bin/python bench/wire_bytes.py [--hours 1] [--out bench/results/wire_bytes.json]
@@ -72,7 +73,7 @@ def tasmota_messages(record, t0_ms, roms):
         values = {}
         for key, label in FEATURE_NAMES.items():
             for axis, value in zip(AXES, features[key]):
-                values[label + axis] = value
+                values[label + axis + "Axis"] = value
         values["Zone"] = features["zone"]
         for key, value in (features.get("rel") or {}).items():
             values["Rel" + FEATURE_NAMES[key]] = value
