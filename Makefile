@@ -18,6 +18,11 @@ sim: venv mosquitto
 bench: venv mosquitto
 	$(BIN)/python bench/vibration.py
 	$(BIN)/python bench/provision.py
+	$(BIN)/python bench/fleet_monitor.py
+	$(BIN)/python bench/wire_bytes.py
+	$(BIN)/python bench/heap.py
+	$(BIN)/python bench/virtual_time.py
+	$(BIN)/python bench/report.py
 
 # Issue 4's goal, measured: 100 boards through 24 simulated hours of faults (about 20 minutes).
 bench-chaos: venv mosquitto
