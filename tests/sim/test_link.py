@@ -279,6 +279,8 @@ def test_an_idle_link_connects_soon_after_the_wifi_associates(fresh_broker, tmp_
     # The loop idles 5 s a pass; the link must not sleep through the association for that long.
     with Node(tmp_path, [fresh_broker], speed=1, every_ms=60000, wait_ms=5000) as node:
         node.wait_connected()
+        # The probe notes the connection after its first publish's round trip, a moment later.
+        assert wait_for(lambda: any(up for _, up in node.probe.events))
         first_up = next(ms for ms, up in node.probe.events if up) / 1000
     associate = node.board.ap.connect_s
     assert associate <= first_up < associate + 0.25 + 0.5, first_up  # a poll period, plus connect and CONNACK
