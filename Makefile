@@ -22,6 +22,7 @@ bench: venv mosquitto
 	$(BIN)/python bench/wire_bytes.py
 	$(BIN)/python bench/heap.py
 	$(BIN)/python bench/virtual_time.py
+	$(BIN)/python bench/fleet_size.py
 	$(BIN)/python bench/report.py
 
 # Issue 4's goal, measured: 100 boards through 24 simulated hours of faults (about 20 minutes).

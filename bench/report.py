@@ -75,6 +75,18 @@ def _virtual_time(d):
              ">= 3600 (read as 3600x; literally 3600 h/s)", d["target"]["as_speedup_3600x_met"])]
 
 
+def _fleet_size(d):
+    steps = d["steps"]
+    passed = [s for s in steps if s["passed"]]
+    best = max(passed, key=lambda s: s["n"]) if passed else None
+    tried = ", ".join("%d %s" % (s["n"], "pass" if s["passed"] else "fail") for s in steps)
+    return [("simulated boards in one sim process, real time, >= %g %% of telemetry on time" % d["target_on_time_pct"],
+             "%s (tried: %s)" % (best["n"] if best else "none", tried), ">= %d" % d["target_n"],
+             bool(best) and best["n"] >= d["target_n"]),
+            ("memory per simulated board (RSS / N at the largest passing N)",
+             "%.2f MB" % best["rss_per_board_mb"] if best else "-", None, None)]
+
+
 # (results file, the script or make target that writes it, adapter)
 BENCHES = (
     ("vibration.json", "bench/vibration.py", _vibration),
@@ -83,6 +95,7 @@ BENCHES = (
     ("wire_bytes.json", "bench/wire_bytes.py", _wire_bytes),
     ("heap.json", "bench/heap.py", _heap),
     ("virtual_time.json", "bench/virtual_time.py", _virtual_time),
+    ("fleet_size.json", "bench/fleet_size.py", _fleet_size),
     ("chaos-100x24h.json", "make bench-chaos", _chaos),
 )
 
