@@ -57,7 +57,6 @@ import functools
 import hashlib
 import json
 import os
-import secrets as _secrets
 import threading
 import time
 import tomllib
@@ -71,6 +70,7 @@ from rich.table import Table
 from . import boards, contract, deploy, esp_image, firmware_import, flash, ports
 from .observer import Observer
 from .security.access import PASSWORD_ENV, AccessError, BrokerAccess, read_password_file
+from .security.passwd import new_password
 
 ONLINE_TIMEOUT_S = 60
 RETAINED_WAIT_S = 2  # for the broker to hand over the retained statuses after subscribing
@@ -264,7 +264,7 @@ class Identities:
                 taken = {e["device_id"] for m, e in self.known.items() if m != mac}
                 if device_id in taken:
                     raise ProvisionError("device id %s is already another board's" % device_id)
-                entry = {"device_id": device_id, "password": _secrets.token_urlsafe(18)}
+                entry = {"device_id": device_id, "password": new_password()}
                 self.known[mac] = entry
                 self._save()
             return entry["device_id"], entry["password"]

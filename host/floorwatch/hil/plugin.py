@@ -32,7 +32,6 @@ tests that reset it leave it online again.
 """
 
 import json
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from .. import boards
 from ..broker import Mosquitto
 from ..observer import Observer
 from ..security.access import AccessError, BrokerAccess
+from ..security.passwd import new_password
 
 SITE = "hil"
 # Short intervals, so the suite sees telemetry and diagnostics within seconds.
@@ -133,7 +133,7 @@ class HilBroker:
     def node_broker(self, device_id):
         """A node's config `broker` entry: this broker, the node's own login (registered in the
         directory when there is one)."""
-        password = secrets.token_urlsafe(18)
+        password = new_password()
         if self.directory is not None:
             self.directory.add_device(SITE, device_id, password)
             self.directory.reload()

@@ -25,12 +25,12 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import signal
 from pathlib import Path
 
 from . import acl, passwd, pki
 from .acl import ROLES
+from .passwd import new_password
 
 CONF = "mosquitto.conf"
 REGISTRY = "devices.json"
@@ -53,11 +53,6 @@ CLIENT_ID_IS_USER = "use_username_as_clientid true"
 
 class BrokerDirError(ValueError):
     """A broker directory that cannot be made or used; str() is one line."""
-
-
-def new_password():
-    """A random password: 24 characters, 144 bits."""
-    return secrets.token_urlsafe(18)
 
 
 class BrokerDir:

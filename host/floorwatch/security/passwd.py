@@ -31,6 +31,11 @@ SALT_BYTES = 12
 DEFAULT_ITERATIONS = 101
 
 
+def new_password():
+    """A random password for a device or an account: 18 random bytes, 24 URL-safe characters."""
+    return secrets.token_urlsafe(18)
+
+
 def hash_password(password, salt=None, iterations=DEFAULT_ITERATIONS):
     """The password_file entry (the part after "user:") for `password`, with a random salt unless
     one is given (bytes)."""

@@ -19,12 +19,12 @@ connect over TLS, checking the broker's certificate against it and its host name
 """
 
 import json
-import secrets
 import shutil
 import tempfile
 from pathlib import Path
 
 from .. import boards
+from ..security.passwd import new_password  # each board its own: no default to guess, here either
 from .board import Board, ScaledClock, VirtualClock, WifiAccessPoint
 from .devices.adxl345 import ADXL345
 from .devices.mpu6050 import MPU6050
@@ -62,11 +62,6 @@ def make_clocks(speed, count):
 
 def device_id(index):
     return "sim-%03d" % (index + 1)
-
-
-def new_password():
-    """A broker password no other board has: there is no default password to guess, in the sim either."""
-    return secrets.token_urlsafe(18)
 
 
 def board_config(index, site, host, port, board_def, seed, ap, intervals=None, thresholds=None, password=None,
