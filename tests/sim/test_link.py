@@ -112,8 +112,8 @@ class Node:
 
     @property
     def link(self):
-        probe = self.probe
-        return probe.link if probe is not None else None
+        # None until main.py has made the link: the probe module is importable a moment before.
+        return getattr(self.probe, "link", None)
 
     def now(self):
         return self.board.clock.now()
