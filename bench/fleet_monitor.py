@@ -30,12 +30,16 @@ DEVICES = 200
 PER_MESSAGE = 8
 
 
+COLS = {"t": ["bearing", "winding", "chip"], "v": ["motor"]}
+# rms x,y,z, pk x,y,z (mg), kurt x,y,z, vel x,y,z (mm/s), zone: a feature set as docs/contract.md lays it out
+FEATURES = [12.0, 11.0, 31.0, 41.0, 39.0, 101.0, 3.05, 2.98, 3.21, 0.81, 0.77, 1.12, "A"]
+
+
 def telemetry(seq):
-    records = [{"up": 1000 * (seq + i), "t": {"bearing": 41.25, "winding": 55.0, "chip": 38.0},
-                "v": {"motor": {"rms": [0.012, 0.011, 0.031], "pk": [0.041, 0.039, 0.101],
-                                "cf": [3.42, 3.55, 3.26], "kurt": [3.05, 2.98, 3.21],
-                                "vel": [0.81, 0.77, 1.12], "zone": "A"}}} for i in range(PER_MESSAGE)]
-    return json.dumps({"boot": 1, "seq": seq, "n": PER_MESSAGE, "t0": 1767225600000, "r": records})
+    """A telemetry v2 message (docs/contract.md) of PER_MESSAGE records with temperatures and vibration."""
+    records = [[1000 * (seq + i), [41.25, 55.0, 38.0], [FEATURES]] for i in range(PER_MESSAGE)]
+    return json.dumps({"boot": 1, "seq": seq, "n": PER_MESSAGE, "t0": 1767225600000, "cols": COLS, "r": records},
+                      separators=(",", ":"))
 
 
 def client(client_id, on_message=None):

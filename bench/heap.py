@@ -562,12 +562,12 @@ def steps():
     node._is_due("temp_s", now)
     node._is_due("vib_s", now)
     mark("scheduling (_is_due)")
-    trends = {}
+    trends = []
     temps = node._read_temps(trends)
     mark("temperatures: 2 DS18B20 + chip read, monitor.temperature (checks, trends)")
-    vib = {}
-    for s in node.sensors:
-        if s.kind == "vib":
+    vib = []
+    for s in node.vib_sensors:
+        if True:
             driver = s._driver()
             s.overruns += driver.read_window(s.buf, s.window)
             mark("vibration: FIFO drained into the window (ADXL345 driver)")
@@ -576,7 +576,7 @@ def steps():
             s.health.ok((a.rms[0], a.rms[1], a.rms[2]))
             mark("vibration: analyse (vibration.Analyzer.run, 3 axes)")
             zone, rel = node.monitor.vibration(s.name, a, node.uptime())
-            vib[s.name] = (a.rms, a.pk, a.cf, a.kurt, a.vel, zone, s.limited, rel)
+            vib.append((a.rms, a.pk, a.kurt, a.vel, zone, rel))
             mark("vibration: check (monitor.vibration: 5 metrics, alarms, baselines)")
     rec = payload.record(node.uptime(), temps, vib, trends)
     mark("record (payload.record)")
@@ -588,12 +588,12 @@ def steps():
     node._take_events()
     mark("alarm events")
     store = node.store
-    run = store.peek(8)
+    run = store.peek(10)
     mark("store.peek")
     boot, seq, records = run
     dropped = store.dropped()
     t0 = node.clocks.get(str(boot))
-    msg = payload.telemetry(boot, seq, records, t0, dropped)
+    msg = payload.telemetry(boot, seq, records, node._layout(boot), t0, dropped)
     mark("telemetry message (payload.telemetry)")
     ok = lk.publish(node.topics["telemetry"], msg)
     mark("publish (Link.publish, umqtt QoS 1, PUBACK)")
@@ -657,8 +657,10 @@ def mpy_version_of(data):
 def make_config(ca_pem):
     board_def = boards.load(BOARD)
     ap = SimpleNamespace(ssid="plant-floor", password="correct horse battery staple")
-    return fleet.board_config(0, "plant-1", "mqtt.plant.example", 8883, board_def, seed=1, ap=ap,
-                              password="s3cret-Broker-pass-12345", ca=ca_pem)
+    config = fleet.board_config(0, "plant-1", "mqtt.plant.example", 8883, board_def, seed=1, ap=ap,
+                                password="s3cret-Broker-pass-12345", ca=ca_pem)
+    del config["intervals"]["send_s"]  # the node's default: records wait for a batch of up to 16
+    return config
 
 
 def run_vm(mounts, cycles, offline, collect, rom=False):

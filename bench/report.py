@@ -49,7 +49,7 @@ def _wire_bytes(d):
     for label, row in d["per_sample"].items():
         rows.append(("PUBLISH bytes per sample, %s: floorwatch / Tasmota-style" % label,
                      "%.2f (%.0f B / %.0f B)" % (row["ratio"], row["floorwatch"], row["tasmota_style"]),
-                     "<= %.2f" % d["target_ratio"], row["met"]))
+                     "<= %.2f" % d["target_ratio"] if row["met"] is not None else "—", row["met"]))
     return rows
 
 

@@ -13,7 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from floorwatch import firmware_import
-from floorwatch.contract import KINDS, ContractError, schema, validate
+from floorwatch.contract import KINDS, ContractError, records, schema, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "contract.md"
@@ -297,8 +297,8 @@ def test_a_number_too_big_for_a_float_is_caught():
 
 def test_nan_in_a_parsed_message_is_caught():
     msg = base("telemetry")
-    msg["r"][0]["t"]["bearing"] = float("nan")
-    with pytest.raises(ContractError, match=r"^r\[0\]\.t\.bearing: nan is not a JSON number$"):
+    msg["r"][0][1][0] = float("nan")
+    with pytest.raises(ContractError, match=r"^r\[0\]\[1\]\[0\]: nan is not a JSON number$"):
         validate("telemetry", msg)
 
 
@@ -321,6 +321,15 @@ def edit(kind, changes, start=None):
         else:
             target[parts[-1]] = value
     return msg
+
+
+# A feature set in positions (docs/contract.md): rms x,y,z and pk x,y,z in mg, kurt, vel, zone, rel.
+FEATURES = [12.0, 11.0, 31.0, 41.0, 39.0, 101.0, 3.05, 2.98, 3.21, 0.81, 0.77, 1.12, "A", 1.04, 0.99, 1.02]
+
+
+def telemetry_v2(r, t=("bearing", "winding"), v=("motor", "fan"), seq=0, **head):
+    """A telemetry message holding records r, laid out by cols t and v."""
+    return dict({"boot": 1, "seq": seq, "n": len(r), "cols": {"t": list(t), "v": list(v)}, "r": r}, **head)
 
 
 OFFLINE = {"state": "offline", "fw": "0.1.0", "boot": 7}
@@ -352,12 +361,16 @@ VALID = [
     ("status", edit("status", {"state": "safe_mode", "safe": "3 failed boots, last: watchdog: sample",
                                "reason": "watchdog: sample", "broker": "backup",
                                "config_fallback": "config.json: not valid JSON"})),
-    ("telemetry", edit("telemetry", {"r[0].t.winding": None})),
+    ("telemetry", edit("telemetry", {"r[0][1][1]": None})),
     ("telemetry", edit("telemetry", {"t0": 1767225600123, "dropped": [{"boot": 6, "seq": 40, "n": 16, "why": "reset"},
                                                                      {"boot": 7, "seq": 0, "n": 3, "why": "full"}]})),
-    ("telemetry", {"boot": 1, "seq": 0, "n": 1, "r": [
-        {"up": 0, "v": {"m": {"rms": [0, 0, 0], "pk": [0, 0, 0], "cf": [0, 0, 0], "kurt": [0, 0, 0],
-                              "vel": [0, 0, None], "zone": "A", "limited": True}}}]}),
+    ("telemetry", telemetry_v2([[0, None, [FEATURES[:13]]]], t=[])),  # vibration only, no rel
+    ("telemetry", telemetry_v2([[0, None, [[0] * 11 + [None, "A"]]]])),  # zeros, and a null
+    ("telemetry", telemetry_v2([[5, []], [5, None, []], [5, [], None, []]])),  # failed reads; up may repeat
+    ("telemetry", telemetry_v2([[5, [40.5]], [6, [None, 41.0], [None, FEATURES], [None, [0.1]]]])),
+    ("telemetry", telemetry_v2([[5, [40.5], None, [[], [None, None, 0]]]])),  # trends, trailing nulls left out
+    ("telemetry", telemetry_v2([[5, [-40.5, 1e3], [FEATURES[:12] + ["D", None, None, 9.99]]]])),
+    ("telemetry", telemetry_v2([[5, []]], t=[], v=[])),  # a node without sensors
     ("alarm", {"event": "state", "up": 0, "boot": 1, "active": {}}),
     ("alarm", edit("alarm", {"event": "ack", "level": "warning", "prev": "warning", "value": None, "acked": True})),
     ("alarm", edit("alarm", {"event": "realarm", "level": "warning", "prev": "warning"})),
@@ -441,22 +454,54 @@ INVALID = [
     ("telemetry", edit("telemetry", {"n": 0}), "n: 0 is below 1"),
     ("telemetry", edit("telemetry", {"r": []}), "r: has 0 entries, at least 1 needed"),
     ("telemetry", edit("telemetry", {"seq": -1}), "seq: -1 is below 0"),
-    ("telemetry", edit("telemetry", {"r[0].up": DROP}), "r[0].up: missing (required)"),
-    ("telemetry", edit("telemetry", {"r[0].t": DROP}), "r[0]: a record has t, v or both"),
-    ("telemetry", edit("telemetry", {"r[0].t": {}}), "r[0].t: is empty"),
-    ("telemetry", edit("telemetry", {"r[0].t.bearing": "hot"}),
-     "r[0].t.bearing: 'hot' is not a number or null"),
-    ("telemetry", edit("telemetry", {"r[0].t.Bearing": 1}), "r[0].t.Bearing: 'Bearing' is not a valid name (1..16 of a-z 0-9 _ -, "
-     "starting with a letter or digit)"),
-    ("telemetry", edit("telemetry", {"r[1].v.motor.rms": [0.1, 0.2]}),
-     "r[1].v.motor.rms: has 2 entries, at least 3 needed"),
-    ("telemetry", edit("telemetry", {"r[1].v.motor.pk[2]": -0.1}),
-     "r[1].v.motor.pk[2]: -0.1 is below 0"),
-    ("telemetry", edit("telemetry", {"r[1].v.motor.cf": DROP}), "r[1].v.motor.cf: missing (required)"),
-    ("telemetry", edit("telemetry", {"r[1].up": 600119}),
-     "r[1].up: 600119 is earlier than the record before it (600120)"),
-    ("telemetry", edit("telemetry", {"r[1].t.motor": 1.0}),
-     "r[1].v.motor: also named in t; sensor names are unique"),
+    # cols
+    ("telemetry", edit("telemetry", {"cols": DROP}), "cols: missing (required)"),
+    ("telemetry", edit("telemetry", {"cols.v": DROP}), "cols.v: missing (required)"),
+    ("telemetry", edit("telemetry", {"cols.p": []}), "cols.p: unknown key"),
+    ("telemetry", edit("telemetry", {"cols.t[1]": "Winding"}), "cols.t[1]: 'Winding' is not a valid name (1..16 of "
+     "a-z 0-9 _ -, starting with a letter or digit)"),
+    ("telemetry", edit("telemetry", {"cols.t": "bearing"}), "cols.t: 'bearing' is not a list"),
+    ("telemetry", edit("telemetry", {"cols.v[0]": "chip"}),
+     "cols.v[0]: 'chip' is already named in cols.t[2]; sensor names are unique"),
+    ("telemetry", edit("telemetry", {"cols.t[2]": "bearing"}),
+     "cols.t[2]: 'bearing' is already named in cols.t[0]; sensor names are unique"),
+    # a record
+    ("telemetry", edit("telemetry", {"r[0]": {"up": 600120, "t": {"bearing": 41.25}}}),
+     'r[0]: {"up": 600120, "t": {"bearing": 41.25}} is not a list'),  # a v1 record
+    ("telemetry", edit("telemetry", {"r[0]": [600120]}), "r[0]: a record has temps, vib or both"),
+    ("telemetry", edit("telemetry", {"r[0][1]": None}), "r[0]: a record has temps, vib or both"),  # trends alone
+    ("telemetry", edit("telemetry", {"r[1]": [610120, None, None]}), "r[1]: a record has temps, vib or both"),
+    ("telemetry", edit("telemetry", {"r[1]": [610120, [41.3], None, None, []]}), "r[1]: has 5 entries, at most 4 allowed"),
+    ("telemetry", edit("telemetry", {"r[0][0]": -1}), "r[0][0]: -1 is below 0"),
+    ("telemetry", edit("telemetry", {"r[0][0]": 600120.0}), "r[0][0]: 600120.0 is not an integer"),
+    ("telemetry", edit("telemetry", {"r[0][0]": "600120"}), "r[0][0]: '600120' is not an integer"),
+    ("telemetry", edit("telemetry", {"r[1][0]": 600119}),
+     "r[1][0]: 600119 is earlier than the record before it (600120)"),
+    # temps
+    ("telemetry", edit("telemetry", {"r[0][1]": {"bearing": 41.25}}), 'r[0][1]: {"bearing": 41.25} is not a list or null'),
+    ("telemetry", edit("telemetry", {"r[0][1][0]": "hot"}), "r[0][1][0]: 'hot' is not a number or null"),
+    ("telemetry", edit("telemetry", {"r[0][1]": [41.25, 55.0, 38.0, 20.0]}),
+     "r[0][1]: temps has 4 entries but cols.t names 3 temperature sensors"),
+    # vib
+    ("telemetry", edit("telemetry", {"r[1][2]": [None, None]}),
+     "r[1][2]: vib has 2 entries but cols.v names 1 vibration sensor"),
+    ("telemetry", edit("telemetry", {"r[1][2][0]": FEATURES[:12]}), "r[1][2][0]: has 12 entries, at least 13 needed"),
+    ("telemetry", edit("telemetry", {"r[1][2][0]": FEATURES + [1.0]}), "r[1][2][0]: has 17 entries, at most 16 allowed"),
+    ("telemetry", edit("telemetry", {"r[1][2][0]": {"rms": [0.012, 0.011, 0.031]}}),
+     'r[1][2][0]: {"rms": [0.012, 0.011, 0.031]} is not a list or null'),
+    ("telemetry", edit("telemetry", {"r[1][2][0][5]": -0.1}), "r[1][2][0][5]: -0.1 is below 0"),
+    ("telemetry", edit("telemetry", {"r[1][2][0][0]": "12"}), "r[1][2][0][0]: '12' is not a number or null"),
+    ("telemetry", edit("telemetry", {"r[1][2][0][12]": "E"}), "r[1][2][0][12]: 'E' is not one of A, B, C, D"),
+    ("telemetry", edit("telemetry", {"r[1][2][0][12]": None}), "r[1][2][0][12]: null is not one of A, B, C, D"),
+    ("telemetry", edit("telemetry", {"r[1][2][0][15]": -1}), "r[1][2][0][15]: -1 is below 0"),
+    # trends
+    ("telemetry", edit("telemetry", {"r[0][3]": [None, None, None, [0.1]]}),
+     "r[0][3]: trends has 4 entries but cols.t names 3 temperature sensors"),
+    ("telemetry", edit("telemetry", {"r[0][3][0]": {"rate": 0.021}}), 'r[0][3][0]: {"rate": 0.021} is not a list or null'),
+    ("telemetry", edit("telemetry", {"r[0][3][0]": [0.021, 1.25, 36000, 1]}), "r[0][3][0]: has 4 entries, at most 3 allowed"),
+    ("telemetry", edit("telemetry", {"r[0][3][0][2]": 36000.5}), "r[0][3][0][2]: 36000.5 is not an integer or null"),
+    ("telemetry", edit("telemetry", {"r[0][3][0][2]": -1}), "r[0][3][0][2]: -1 is below 0"),
+    ("telemetry", edit("telemetry", {"r[0][3][0][0]": "fast"}), "r[0][3][0][0]: 'fast' is not a number or null"),
     # alarm
     ("alarm", edit("alarm", {"event": "raised"}), "event: 'raised' is not one of raise, clear, realarm, ack, state"),
     ("alarm", edit("alarm", {"event": "ack", "prev": "ok"}),
@@ -661,6 +706,121 @@ def test_invalid(kind, message, expected):
         assert text.startswith(expected), text
     assert "\n" not in text
     assert info.value.kind == kind
+
+
+# --- records(): telemetry records in the host's view ------------------------------------------------
+
+# The doc example's records as the host has always seen them (telemetry v1 carried exactly these).
+HOST_VIEW = [
+    {"up": 600120, "t": {"bearing": 41.25, "winding": 55.0, "chip": 38.0},
+     "dt": {"bearing": {"rate": 0.021, "rise": 1.25, "eta": 36000}}},
+    {"up": 610120, "t": {"bearing": 41.31, "winding": 55.1, "chip": 38.0},
+     "v": {"motor": {"rms": [0.012, 0.011, 0.031], "pk": [0.041, 0.039, 0.101], "cf": [3.42, 3.55, 3.26],
+                     "kurt": [3.05, 2.98, 3.21], "vel": [0.81, 0.77, 1.12], "zone": "A",
+                     "rel": {"vel": 1.04, "cf": 0.99, "kurt": 1.02}}}},
+]
+
+
+def test_records_of_the_doc_example_are_the_host_view():
+    msg = base("telemetry")
+    assert records(msg) == HOST_VIEW
+    assert records(json.dumps(msg)) == HOST_VIEW  # bytes or str: validated first
+    assert records(json.dumps(msg).encode()) == HOST_VIEW
+
+
+def test_records_of_an_invalid_message_raise_the_contract_error():
+    with pytest.raises(ContractError, match=r"^cols: missing \(required\)$"):
+        records(json.dumps(edit("telemetry", {"cols": DROP})))
+
+
+def test_records_convert_mg_to_g_and_derive_the_crest_factor():
+    (rec,) = records(telemetry_v2([[1, None, [[0.1, 1234.5, 20.0, 0.4, 4000.0, 20.0] + FEATURES[6:13]]]]))
+    motor = rec["v"]["motor"]
+    assert motor["rms"] == [0.0001, 1.2345, 0.02]  # 1 decimal of mg is 4 decimals of g
+    assert motor["pk"] == [0.0004, 4.0, 0.02]
+    assert motor["cf"] == [4.0, 3.24, 1.0]  # pk / rms, 2 decimals
+    assert motor["kurt"] == [3.05, 2.98, 3.21] and motor["vel"] == [0.81, 0.77, 1.12] and motor["zone"] == "A"
+    assert "rel" not in motor  # still learning the baseline
+    assert set(rec) == {"up", "v"} and "limited" not in motor
+
+
+def test_records_cf_is_none_where_rms_is_zero_or_null_or_pk_is_null():
+    feats = [0, None, 5.0, 1.0, 2.0, None] + [None] * 6 + ["B"]
+    (rec,) = records(telemetry_v2([[1, None, [None, feats]]]))
+    fan = rec["v"]["fan"]
+    assert fan["rms"] == [0.0, None, 0.005] and fan["pk"] == [0.001, 0.002, None]
+    assert fan["cf"] == [None, None, None]
+    assert fan["kurt"] == [None] * 3 and fan["vel"] == [None] * 3 and fan["zone"] == "B"
+    assert list(rec["v"]) == ["fan"]  # motor's null: not taken
+
+
+def test_records_read_missing_trailing_entries_as_null():
+    msg = telemetry_v2([
+        [1, [40.5]],                                # winding left out: null
+        [2, []],                                    # every read failed
+        [3, None, [FEATURES[:13]]],                 # vibration only; fan left out
+        [4, [40.5, 41.0], None, [None, [0.5]]],     # bearing has no trend; winding only a rate
+        [5, [40.5], [], [[], [None, None, 60]]],    # vib taken, none read; an empty trend
+        [6, None, [None, FEATURES[:12] + ["C", None, 1.1]]],  # rel partly known
+    ])
+    assert records(msg) == [
+        {"up": 1, "t": {"bearing": 40.5, "winding": None}},
+        {"up": 2, "t": {"bearing": None, "winding": None}},
+        {"up": 3, "v": {"motor": {"rms": [0.012, 0.011, 0.031], "pk": [0.041, 0.039, 0.101],
+                                  "cf": [3.42, 3.55, 3.26], "kurt": [3.05, 2.98, 3.21],
+                                  "vel": [0.81, 0.77, 1.12], "zone": "A"}}},
+        {"up": 4, "t": {"bearing": 40.5, "winding": 41.0}, "dt": {"winding": {"rate": 0.5}}},
+        {"up": 5, "t": {"bearing": 40.5, "winding": None}, "dt": {"winding": {"eta": 60}}},
+        {"up": 6, "v": {"fan": {"rms": [0.012, 0.011, 0.031], "pk": [0.041, 0.039, 0.101],
+                                "cf": [3.42, 3.55, 3.26], "kurt": [3.05, 2.98, 3.21],
+                                "vel": [0.81, 0.77, 1.12], "zone": "C",
+                                "rel": {"vel": None, "cf": 1.1, "kurt": None}}}},
+    ]
+
+
+def test_records_leave_out_parts_a_node_without_such_sensors_cannot_fill():
+    assert records(telemetry_v2([[7, []]], t=[], v=[])) == [{"up": 7}]
+    assert records(telemetry_v2([[7, None, [FEATURES]]], t=[])) == [{"up": 7, "v": {"motor": HOST_VIEW[1]["v"]["motor"]}}]
+
+
+@pytest.fixture(scope="module")
+def node_payload():
+    payload = firmware_import.load("node.payload")
+    if "layout" not in payload.telemetry.__code__.co_varnames:
+        pytest.skip("the firmware still builds telemetry v1")
+    return payload
+
+
+class _Sensor:
+    def __init__(self, name, kind):
+        self.name, self.kind = name, kind
+
+
+def test_the_firmware_builds_telemetry_the_host_reads_back(node_payload):
+    """node.payload's builder and contract.records agree: what the node measured is what the host reads."""
+    p = node_payload
+    layout = p.cols([_Sensor("bearing", "temp"), _Sensor("motor", "vib"), _Sensor("chip", "temp"),
+                     _Sensor("fan", "vib")])
+    assert layout == {"t": ["bearing", "chip"], "v": ["motor", "fan"]}
+    motor = ([0.01234, 0.011, float("nan")], [0.04149, 0.039, 0.1], [3.05, 2.981, 3.2], [0.81, 0.77, 1.123], "B",
+             (1.04, 0.99, 1.02))
+    fan = ([0.0, 0.2, 0.3], [0.0, 0.5, 0.9], [3.0, 3.0, 3.0], [1.0, 2.0, 3.0], "A", None)
+    queued = [p.encode(p.record(600120, temps=[41.254, None], trends=[(0.0214, 1.25, 36000.4), None])),
+              p.record(610120, temps=[41.31, 38.0], vib=[motor, fan]),
+              p.record(620120, vib=[None, fan])]
+    raw = p.telemetry(7, 120, queued, p.encode(layout), t0=1767225000000)
+    msg = validate("telemetry", raw)
+    assert (msg["boot"], msg["seq"], msg["n"], msg["t0"], msg["cols"]) == (7, 120, 3, 1767225000000, layout)
+    got = records(msg)
+    assert got[0] == {"up": 600120, "t": {"bearing": 41.25, "chip": None},
+                      "dt": {"bearing": {"rate": 0.021, "rise": 1.25, "eta": 36000}}}
+    assert got[1]["t"] == {"bearing": 41.31, "chip": 38.0} and "dt" not in got[1]
+    assert got[1]["v"]["motor"] == {"rms": [0.0123, 0.011, None], "pk": [0.0415, 0.039, 0.1], "cf": [3.37, 3.55, None],
+                                    "kurt": [3.05, 2.98, 3.2], "vel": [0.81, 0.77, 1.12], "zone": "B",
+                                    "rel": {"vel": 1.04, "cf": 0.99, "kurt": 1.02}}
+    assert got[1]["v"]["fan"] == {"rms": [0.0, 0.2, 0.3], "pk": [0.0, 0.5, 0.9], "cf": [None, 2.5, 3.0],
+                                  "kurt": [3.0, 3.0, 3.0], "vel": [1.0, 2.0, 3.0], "zone": "A"}
+    assert got[2] == {"up": 620120, "v": {"fan": got[1]["v"]["fan"]}}
 
 
 # --- the node's config.py agrees with the schema ----------------------------------------------------

@@ -114,7 +114,8 @@ def test_a_tally_reads_like_a_dict_of_copies():
 
 
 def telemetry(boot, seq, n, dropped=None):
-    body = {"boot": boot, "seq": seq, "n": n, "r": [{"up": 1000 * i} for i in range(n)]}
+    body = {"boot": boot, "seq": seq, "n": n, "cols": {"t": ["bearing"], "v": []},
+            "r": [[1000 * i, [40.0]] for i in range(n)]}
     if dropped:
         body["dropped"] = [{"boot": b, "seq": s, "n": k, "why": w} for b, s, k, w in dropped]
     return json.dumps(body).encode()

@@ -34,7 +34,7 @@ from node.store import Store
 from node.supervisor import BootRecord, Watchdog, write_atomic
 
 _IDLE_MAX_MS = const(5000)  # longest idle between passes: keepalive pings and reconnects run in passes
-_BATCH_MAX = const(8)  # records per telemetry message
+_BATCH_MAX = const(10)  # records per telemetry message; this many waiting go at once
 _WDT_MS = const(60000)  # hardware watchdog: longer than the slowest pass (a reconnect: several 5 s timeouts)
 _PART_LATE_MS = const(90000)  # a loop part that has not checked in for this long stops the feeding
 _STABLE_MS = const(300000)  # a boot that ran this long counts as good
@@ -45,6 +45,7 @@ _RESETS = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
 _BASELINE_FILE = "baseline.json"
 _CLOCK_FILE = "clock.json"  # {boot: t0} of recent boots, so records drained after a reboot keep wall time
 _CLOCK_BOOTS = const(8)
+_COLS_FILE = "cols.json"  # {first boot: cols} for each sensor layout records in the queue may have
 _APP_FILE = "app.json"  # the manifest `floorwatch deploy` writes last
 # Commands: a burst of 8 (what the link's inbox holds, so one full delivery is served), then one a
 # second. Far above what an operator or `fleet cmd` sends, low enough that a flood costs the loop at
@@ -143,7 +144,10 @@ class Node:
         if record.safe_mode:
             self.safe = "%d failed boots in a row, last: %s" % (record.failed - 1, record.reason or self.reset)
         queue = cfg["queue"] if cfg else {"flash_kb": 256, "drain_per_s": 20}
-        self.store = Store(self.boot, flash_bytes=queue["flash_kb"] * 1024, rtc=machine.RTC())
+        # The RAM tail holds a whole batch (10 records with a vibration set fit the 2 KB RTC mirror),
+        # so a batch goes out from RAM and never passes through flash while the broker is there.
+        self.store = Store(self.boot, flash_bytes=queue["flash_kb"] * 1024, ram_bytes=2000,
+                           batch=_BATCH_MAX + 1, rtc=machine.RTC())
         self.drain_per_s = queue["drain_per_s"]
         self.credit = _BATCH_MAX  # records that may go out now (token bucket at drain_per_s)
         self.credit_at = 0
@@ -153,6 +157,10 @@ class Node:
             self.monitor = Monitor(cfg, _load_json(_BASELINE_FILE))
         else:
             self.sensors, self.probe_buses, self.monitor = [], [], None
+        self.temp_sensors = [s for s in self.sensors if s.kind == "temp"]
+        self.vib_sensors = [s for s in self.sensors if s.kind == "vib"]
+        self.layouts = self._layouts()
+        self.held_at = None  # uptime of the oldest record waiting for its batch (None: none waits)
         self.baseline_shown = None  # the baseline state in the last status published
         device_id, site, wifi, broker = net
         self.topics = {}
@@ -163,8 +171,9 @@ class Node:
         self.ntp_host = cfg["time"]["ntp_host"] if cfg else "pool.ntp.org"
         self.clocks = _load_json(_CLOCK_FILE) or {}  # str(boot) -> t0 (ms)
         self.sync_due = 0
-        intervals = cfg["intervals"] if cfg else {"temp_s": 10, "vib_s": 30, "diag_s": 60}
+        intervals = cfg["intervals"] if cfg else {"temp_s": 10, "vib_s": 30, "diag_s": 60, "send_s": 0}
         self.every = {name: int(intervals[name] * 1000) for name in ("temp_s", "vib_s", "diag_s")}
+        self.send_ms = int(intervals["send_s"] * 1000)
         now = time.ticks_ms()
         self.due = {"temp_s": now, "vib_s": now, "diag_s": time.ticks_add(now, self.every["diag_s"])}
         late = {"link": _PART_LATE_MS, "flush": _PART_LATE_MS, "sample": _sample_late_ms(self.every)}
@@ -188,10 +197,13 @@ class Node:
         want_vib = self._is_due("vib_s", now)
         if not (want_temp or want_vib):
             return
-        trends = {}
-        temps = self._read_temps(trends) if want_temp else None
-        vib = self._read_vibration() if want_vib else None
-        if temps or vib:
+        trends = []
+        temps = self._read_temps(trends) if want_temp and self.temp_sensors else None
+        vib = self._read_vibration() if want_vib and self.vib_sensors else None
+        if temps or (vib and vib.count(None) < len(vib)):
+            stats = self.store.stats()
+            if self.held_at is None and not (stats["ram"] or stats["flash"]):
+                self.held_at = self.uptime()
             self.store.add(payload.encode(payload.record(self.uptime(), temps, vib, trends)))
         self._take_events()
 
@@ -220,22 +232,49 @@ class Node:
                 pass  # each probe on the bus records the failure when it is read
         if self.probe_buses:
             time.sleep_ms(ProbeBus.CONVERT_MS)
-        temps = {}
-        for sensor in self.sensors:
-            if sensor.kind == "temp":
-                value = sensor.read()
-                temps[sensor.name] = value
-                trends[sensor.name] = self.monitor.temperature(sensor.name, value, self.uptime())
+        temps = []
+        for sensor in self.temp_sensors:
+            value = sensor.read()
+            temps.append(value)
+            trends.append(self.monitor.temperature(sensor.name, value, self.uptime()))
         return temps
 
     def _read_vibration(self):
-        vib = {}
-        for sensor in self.sensors:
-            if sensor.kind == "vib" and sensor.read():
+        vib = []
+        for sensor in self.vib_sensors:
+            if sensor.read():
                 a = sensor.analysis
                 zone, rel = self.monitor.vibration(sensor.name, a, self.uptime())
-                vib[sensor.name] = (a.rms, a.pk, a.cf, a.kurt, a.vel, zone, sensor.limited, rel)
+                vib.append((a.rms, a.pk, a.kurt, a.vel, zone, rel))
+            else:
+                vib.append(None)
         return vib
+
+    def _layouts(self):
+        """{boot: cols} for this boot's record layout and every older one records in the queue may
+        have (the names go in each telemetry message; a layout changes only with config.json). One
+        flash write per boot that changed the layout; older entries go once no queued boot uses them."""
+        known = {}
+        stored = _load_json(_COLS_FILE) or {}
+        for key in stored:
+            known[int(key)] = stored[key]
+        mine = payload.cols(self.sensors)
+        boots = sorted(known)
+        if not boots or known[boots[-1]] != mine:
+            oldest = self.store.oldest_boot()
+            cover = max([b for b in boots if oldest is not None and b <= oldest] or [oldest or self.boot])
+            known = {b: known[b] for b in boots if b >= cover}
+            known[self.boot] = mine
+            _save_json(_COLS_FILE, {str(b): known[b] for b in known})
+        return known
+
+    def _layout(self, boot):
+        """The layout records of `boot` were written with (the newest known at or before it)."""
+        best = None
+        for b in self.layouts:
+            if b <= boot and (best is None or b > best):
+                best = b
+        return self.layouts[best if best is not None else min(self.layouts)]
 
     # --- wall time ---------------------------------------------------------------------------
     def _sync_clock(self):
@@ -310,12 +349,25 @@ class Node:
             return
         if self.baseline_shown is not None and self._baseline_state() != self.baseline_shown:
             link.publish(self.topics["status"], self.status(), True)
+        urgent = bool(self.events)  # an alarm takes the records waiting for their batch along
         while self.events and link.publish(self.topics["alarm"], self.events[0], True):
             self.events.pop(0)
-        self._drain()
+        if urgent or self._batch_due():
+            self._drain()
         if time.ticks_diff(time.ticks_ms(), self.due["diag_s"]) >= 0:
-            if link.publish(self.topics["diag"], json.dumps(self.diag())):
+            if link.publish(self.topics["diag"], payload.encode(self.diag())):
                 self.due["diag_s"] = time.ticks_add(time.ticks_ms(), self.every["diag_s"])
+
+    def _batch_due(self):
+        """Records go out once the oldest live one has waited send_s, or a batch is full; a backlog
+        left from an outage or an earlier boot (held_at None) goes at once, at drain_per_s."""
+        stats = self.store.stats()
+        waiting = stats["ram"] + stats["flash"]
+        if not waiting:
+            self.held_at = None
+            return False
+        return (self.held_at is None or waiting >= _BATCH_MAX
+                or self.uptime() - self.held_at >= self.send_ms)
 
     def _drain(self):
         """Publish queued records, oldest first, at most drain_per_s a second (after an outage the
@@ -331,13 +383,14 @@ class Node:
             boot, seq, records = run
             dropped = store.dropped()
             t0 = self.clocks.get(str(boot))
-            msg = payload.telemetry(boot, seq, records, t0, dropped)
+            msg = payload.telemetry(boot, seq, records, self._layout(boot), t0, dropped)
             if not self.link.publish(self.topics["telemetry"], msg):
                 return
             store.done(len(records))
             if dropped:
                 store.reported(len(dropped))
             self.credit -= len(records)
+            self.held_at = None
 
     # --- commands ----------------------------------------------------------------------------
     def handle_commands(self):
@@ -394,7 +447,7 @@ class Node:
             return {"up": self.uptime(), "fw": VERSION, "boot": self.boot}
         if cmd == "diag":
             result = self.diag()
-            self.link.publish(self.topics["diag"], json.dumps(result))
+            self.link.publish(self.topics["diag"], payload.encode(result))
             return result
         if cmd == "reboot":
             return {"restarting": True}
@@ -517,8 +570,11 @@ class Node:
             wait = min(wait, max(0, time.ticks_diff(self.due[name], now)))
         if self.link.connected:
             stats = self.store.stats()
-            if stats["ram"] or stats["flash"]:  # a backlog: come back when the next record may go
-                wait = min(wait, max(0, int((1 - self.credit) * 1000 / self.drain_per_s)))
+            if stats["ram"] or stats["flash"]:  # come back when the batch is due, then as credit allows
+                if self._batch_due():
+                    wait = min(wait, max(0, int((1 - self.credit) * 1000 / self.drain_per_s)))
+                else:
+                    wait = min(wait, max(0, self.held_at + self.send_ms - self.uptime()))
         return wait
 
 

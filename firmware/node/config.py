@@ -290,6 +290,9 @@ _INTERVALS = (
     ("temp_s", _num, (1, 3600), 10),
     ("vib_s", _num, (1, 3600), 30),
     ("diag_s", _num, (10, 86400), 60),
+    # How long a record may wait to go out with others (0: at once). Batches cut bytes on the wire
+    # (docs/contract.md); alarms never wait, and take the waiting records along.
+    ("send_s", _num, (0, 3600), 300),
 )
 
 # 1 kHz / (1 + SMPLRT_DIV): the rates dividing 1000; the 8-bit divider stops at 4 Hz.

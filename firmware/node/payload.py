@@ -1,9 +1,8 @@
 """Topics and JSON payloads exactly as docs/contract.md defines them.
 
-Builders return compact UTF-8 JSON bytes ready to publish, except record()
-and diag(), which return dicts (a record is encoded once with encode() and
-queued as bytes until a telemetry message is built; diag is also embedded in
-an ack). Floats are rounded to
+Builders return compact UTF-8 JSON bytes ready to publish, except record() (a
+list) and diag() (a dict): a record is encoded once with encode() and queued as
+bytes until a telemetry message is built; diag is also embedded in an ack. Floats are rounded to
 what the sensors resolve, to keep messages short; nan/inf become null since
 JSON has no such numbers.
 
@@ -19,7 +18,8 @@ from node.health import overall
 KINDS = ("status", "telemetry", "alarm", "diag", "cmd", "ack")
 
 _DEG_C = const(2)  # decimals for temperatures
-_G = const(4)  # for rms / pk in g
+_G = const(4)  # for rms / pk in g (alarms)
+_MG = const(1)  # for rms / pk in mg (records: the same resolution)
 _RATIO = const(2)  # for crest factors, kurtosis, ratios to the baseline
 _MM_S = const(2)  # for velocities
 _RATE = const(3)  # for degC per minute
@@ -38,66 +38,75 @@ def _r(v, nd):
     return round(v, nd)
 
 
-def _r3(v, nd):
-    return [_r(v[0], nd), _r(v[1], nd), _r(v[2], nd)]
-
-
 def topic(site, device_id, kind):
     return "floorwatch/" + site + "/" + device_id + "/" + kind
 
 
+def cols(sensors):
+    """The boot's record layout: {"t": [temperature sensor names], "v": [vibration sensor names]},
+    in config order. Records hold values by position; the names go once per telemetry message."""
+    return {"t": [s.name for s in sensors if s.kind == "temp"], "v": [s.name for s in sensors if s.kind == "vib"]}
+
+
+def _trim(values):
+    """values without its trailing nulls (a missing entry reads as null): the contract's rule."""
+    n = len(values)
+    while n and values[n - 1] is None:
+        n -= 1
+    return values if n == len(values) else values[:n]
+
+
+def _features(f):
+    """(rms, pk, kurt, vel, zone, rel) as a feature set: rms, pk in mg, then kurt, vel, zone, rel."""
+    out = []
+    for values, scale, nd in ((f[0], 1000, _MG), (f[1], 1000, _MG), (f[2], 1, _RATIO), (f[3], 1, _MM_S)):
+        for i in range(3):
+            v = values[i]
+            out.append(_r(v * scale, nd) if v is not None else None)
+    out.append(f[4])
+    rel = f[5]
+    if rel is not None:
+        for i in range(3):
+            out.append(_r(rel[i], _RATIO))
+    return _trim(out)
+
+
+def _trend(tr):
+    if tr is None:
+        return None
+    eta = tr[2]
+    out = _trim([_r(tr[0], _RATE), _r(tr[1], _DEG_C), round(eta) if eta is not None and eta - eta == 0 else None])
+    return out or None
+
+
 def record(up, temps=None, vib=None, trends=None):
-    """One telemetry record taken at up (ms since boot).
+    """One telemetry record taken at up (ms since boot), positional as cols() lays it out.
 
-    temps: {name: degC or None for a failed read}.
-    vib: {name: (rms, pk, cf, kurt, vel, zone, limited, rel)}: the first five [x, y, z] (copied, so
-    the caller may reuse the lists), zone "A".."D", limited True when the velocity band stops short
-    of 1000 Hz, rel None while the baseline is learned, else (vel, cf, kurt) as ratios to it.
-    trends: {name: (rate degC/min, rise K, eta s)}, any of them None when not known.
-    Names mapped to None are left out.
+    temps: [degC or None for a failed read], one per cols "t" name, or None when none was taken.
+    vib: [None (not read) or (rms, pk, kurt, vel, zone, rel)], one per cols "v" name, or None: rms,
+    pk, kurt, vel [x, y, z]; zone "A".."D"; rel None while the baseline is learned, else (vel, cf,
+    kurt) as ratios to it. trends: [None or (rate degC/min, rise K, eta s)], one per "t" name.
+    Trailing nulls are left out everywhere (docs/contract.md).
     """
-    r = {"up": up}
-    if temps:
-        t = {}
-        for name in temps:
-            t[name] = _r(temps[name], _DEG_C)
-        r["t"] = t
-    if vib:
-        v = {}
-        for name in vib:
-            f = vib[name]
-            if f is not None:
-                d = {"rms": _r3(f[0], _G), "pk": _r3(f[1], _G), "cf": _r3(f[2], _RATIO),
-                     "kurt": _r3(f[3], _RATIO), "vel": _r3(f[4], _MM_S), "zone": f[5]}
-                if f[6]:
-                    d["limited"] = True
-                rel = f[7]
-                if rel is not None:
-                    d["rel"] = {"vel": _r(rel[0], _RATIO), "cf": _r(rel[1], _RATIO), "kurt": _r(rel[2], _RATIO)}
-                v[name] = d
-        if v:
-            r["v"] = v
+    r = [up, None, None, None]
+    if temps is not None:
+        r[1] = _trim([_r(v, _DEG_C) for v in temps])
+    if vib is not None:
+        r[2] = _trim([_features(f) if f is not None else None for f in vib])
     if trends:
-        dt = {}
-        for name in trends:
-            tr = trends[name]
-            d = {}
-            for key, value, nd in (("rate", tr[0], _RATE), ("rise", tr[1], _DEG_C), ("eta", tr[2], 0)):
-                if value is not None and value - value == 0:
-                    d[key] = round(value) if nd == 0 else round(value, nd)
-            if d:
-                dt[name] = d
-        if dt:
-            r["dt"] = dt
-    return r
+        r[3] = _trim([_trend(tr) for tr in trends])
+        if not r[3]:
+            r[3] = None
+    return _trim(r)
 
 
-def telemetry(boot, seq, records, t0=None, dropped=None):
-    """records[i] (a dict, or bytes from encode()) is record number seq + i of boot `boot`.
+def telemetry(boot, seq, records, layout, t0=None, dropped=None):
+    """records[i] (a list, or bytes from encode()) is record number seq + i of boot `boot`.
 
-    t0: Unix time in ms at up = 0 of that boot, once the node knows it (a record's wall time is
-    t0 + up). dropped: (boot, seq, n, why) declarations of records the receiver must not wait for.
-    Queued records are bytes and are spliced in as they are, not decoded again.
+    layout: that boot's cols(), as a dict or as encoded bytes. t0: Unix time in ms at up = 0 of that
+    boot, once the node knows it (a record's wall time is t0 + up). dropped: (boot, seq, n, why)
+    declarations of records the receiver must not wait for. Queued records are bytes and are
+    spliced in as they are, not decoded again.
     """
     if not records:
         raise ValueError("telemetry needs at least one record")
@@ -106,8 +115,10 @@ def telemetry(boot, seq, records, t0=None, dropped=None):
         head["t0"] = t0
     if dropped:
         head["dropped"] = [{"boot": d[0], "seq": d[1], "n": d[2], "why": d[3]} for d in dropped]
+    if type(layout) is not bytes:
+        layout = _dumps(layout)
     body = [r if type(r) is bytes else _dumps(r) for r in records]
-    return _dumps(head)[:-1] + b',"r":[' + b",".join(body) + b"]}"
+    return b"".join((_dumps(head)[:-1], b',"cols":', layout, b',"r":[', b",".join(body), b"]}"))
 
 
 def status(state, fw, boot, reset=None, ip=None, health=None, config_error=None, vib=None, baseline=None,

@@ -430,6 +430,17 @@ class Store:
         self._mirror()
         return ok
 
+    def oldest_boot(self):
+        """The boot of the oldest record queued, or None when the queue is empty."""
+        r = _Reader(self, len(self._segs))
+        try:
+            p = r.next()
+        finally:
+            r.close()
+        if p is not None:
+            return _id(p, 0)[0]
+        return _id(self._ram[0], _HEAD)[0] if self._ram else None
+
     def stats(self):
         return {"ram": len(self._ram), "flash": self._flash, "dropped": self._dropped}
 

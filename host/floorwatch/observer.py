@@ -24,7 +24,7 @@ class DeviceView:
         self.status = None  # last status payload
         self.status_at = None  # time.time() it arrived
         self.temps = {}
-        self.vib = {}  # accelerometer -> its latest features (rms, vel, zone, ...)
+        self.vib = {}  # accelerometer -> its latest features as contract.records has them (rms in g, cf, vel, zone, ...)
         self.trends = {}  # temperature sensor -> its latest trend (rate, rise, eta)
         self.alarms = {}  # metric -> level, for levels above ok (the node's own "active" picture)
         self.alarm_events = []  # every alarm payload, in arrival order
@@ -117,7 +117,7 @@ class Observer:
             view.health = body["health"]
 
     def _on_telemetry(self, view, body):
-        for offset, record in enumerate(body["r"]):
+        for offset, record in enumerate(contract.records(body)):
             view.records.append((body["boot"], body["seq"] + offset))
             view.temps.update({k: v for k, v in record.get("t", {}).items() if v is not None})
             view.trends.update(record.get("dt", {}))

@@ -60,7 +60,7 @@ def _full():
             {"name": "motor", "type": "adxl345", "sda": 21, "scl": 22, "addr": 83,
              "range_g": 4, "odr_hz": 3200, "window": 1024},
         ],
-        "intervals": {"temp_s": 10, "vib_s": 30, "diag_s": 60},
+        "intervals": {"temp_s": 10, "vib_s": 30, "diag_s": 60, "send_s": 300},
         "machine": {"group": 2, "foundation": "rigid", "rpm": 1480},
         "baseline": {"samples": 20},
         "trend": {"window_s": 600},
@@ -141,7 +141,7 @@ def test_defaults_filled():
     assert cfg["broker"] == {"host": "h", "port": 1883, "user": None, "password": None,
                              "tls": False, "ca": None, "keepalive_s": 30, "backup": None}
     assert cfg["sensors"] == []
-    assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 60}
+    assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 60, "send_s": 300}
     assert cfg["thresholds"] == {}
     assert cfg["machine"] == {"group": 2, "foundation": "rigid", "rpm": None}
     assert cfg["baseline"] == {"samples": 20}
@@ -885,7 +885,7 @@ def test_led_pin_must_not_be_a_sensor_pin():
 def test_update_merges_one_interval_and_one_limit_field():
     raw = _full()
     new, cfg = config.update(raw, {"intervals": {"temp_s": 5}, "thresholds": {"bearing": {"warn": 75}}})
-    assert new["intervals"] == {"temp_s": 5, "vib_s": 30, "diag_s": 60}
+    assert new["intervals"] == {"temp_s": 5, "vib_s": 30, "diag_s": 60, "send_s": 300}
     assert new["thresholds"]["bearing"] == _limits(75, 90, 2, on_delay_s=60, early_s=900)
     assert new["thresholds"]["motor.rms"] == raw["thresholds"]["motor.rms"]  # others untouched
     assert cfg == config.validate(new) and cfg["intervals"]["temp_s"] == 5
@@ -900,7 +900,7 @@ def test_update_works_on_a_sparse_file_and_fills_defaults_only_in_cfg():
     # The file keeps only what was given: defaults stay defaults (they may change with the firmware).
     assert new["thresholds"] == {"chip": {"alarm": 70}} and new["intervals"] == {"diag_s": 120}
     assert cfg["thresholds"]["chip"] == _limits(None, 70)
-    assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 120}
+    assert cfg["intervals"] == {"temp_s": 10, "vib_s": 30, "diag_s": 120, "send_s": 300}
 
 
 def test_update_null_removes_back_to_the_default():

@@ -29,79 +29,83 @@ def test_topics():
         assert payload.topic("s", "d", kind).split("/") == ["floorwatch", "s", "d", kind]
 
 
-def test_record_rounds_and_copies():
-    rms, pk, cf = [0.0123456, 0.011, 0.03149], [0.041, 0.0390004, 0.10149], [3.4249, 3.55, 3.2651]
+class _Sensor:
+    def __init__(self, name, kind):
+        self.name, self.kind = name, kind
+
+
+def test_cols_in_config_order():
+    sensors = [_Sensor("bearing", "temp"), _Sensor("motor", "vib"), _Sensor("chip", "temp")]
+    assert payload.cols(sensors) == {"t": ["bearing", "chip"], "v": ["motor"]}
+    assert payload.cols([]) == {"t": [], "v": []}
+
+
+def test_record_positions_units_and_rounding():
+    rms, pk = [0.0123456, 0.011, 0.03149], [0.041, 0.0390004, 0.10149]
     kurt, vel = [3.014, 2.9951, 3.5], [1.234, 0.5, 2.8149]
-    r = payload.record(610120, {"bearing": 41.3149, "winding": None, "chip": 38},
-                       {"motor": (rms, pk, cf, kurt, vel, "B", False, None)})
-    assert sorted(r) == ["t", "up", "v"] and r["up"] == 610120
-    t = r["t"]
-    assert _close(t["bearing"], 41.31) and t["winding"] is None and t["chip"] == 38
-    m = r["v"]["motor"]
-    assert sorted(m) == ["cf", "kurt", "pk", "rms", "vel", "zone"]
-    assert m["zone"] == "B"
-    for got, want in ((m["rms"], [0.0123, 0.011, 0.0315]), (m["pk"], [0.041, 0.039, 0.1015]),
-                      (m["cf"], [3.42, 3.55, 3.27]), (m["kurt"], [3.01, 3.0, 3.5]),
-                      (m["vel"], [1.23, 0.5, 2.81])):
-        assert len(got) == 3
-        for i in range(3):
-            assert _close(got[i], want[i], 1.01e-4), (got, want)
-    rms[0] = 99.0  # the caller reuses its buffers for the next window
-    assert _close(m["rms"][0], 0.0123, 1.01e-4)
+    r = payload.record(610120, [41.3149, None, 38], [(rms, pk, kurt, vel, "B", None)])
+    assert len(r) == 3 and r[0] == 610120
+    t = r[1]
+    assert len(t) == 3 and _close(t[0], 41.31) and t[1] is None and t[2] == 38
+    f = r[2][0]
+    assert len(f) == 13 and f[12] == "B"  # rel while learning: trailing nulls left out
+    want = [12.3, 11.0, 31.5, 41.0, 39.0, 101.5, 3.01, 3.0, 3.5, 1.23, 0.5, 2.81]
+    for i in range(12):
+        assert _close(f[i], want[i], 1.01e-2), (i, f[i], want[i])
 
 
 def test_record_has_only_what_was_read():
-    assert payload.record(5) == {"up": 5}
-    assert sorted(payload.record(5, {"a": 1.0})) == ["t", "up"]
-    v = payload.record(5, None, {"m": ([1, 1, 1], [2, 2, 2], [2, 2, 2], [3, 3, 3], [1, 1, 1], "A", False, None)})
-    assert sorted(v) == ["up", "v"]
-    assert payload.record(5, None, None, {"a": (None, None, None)}) == {"up": 5}
-    assert payload.record(5, {}, {"m": None}) == {"up": 5}
+    assert payload.record(5) == [5]
+    assert payload.record(5, [1.0]) == [5, [1.0]]
+    feats = ([1, 1, 1], [2, 2, 2], [3, 3, 3], [1, 1, 1], "A", None)
+    assert payload.record(5, None, [feats])[1] is None  # vibration only: temps null, kept in place
+    assert payload.record(5, None, [None, feats])[2][0] is None  # first sensor not read
+    assert payload.record(5, [20.5], [feats, None]) == [5, [20.5], [[1000, 1000, 1000, 2000, 2000, 2000, 3, 3, 3, 1, 1, 1, "A"]]]
+    assert payload.record(5, [20.5], None, [None]) == [5, [20.5]]  # no trend known
+    assert payload.record(5, [None]) == [5, []]  # taken, and failed
 
 
 def test_not_finite_becomes_null():
     nan, inf = float("nan"), float("inf")
-    r = payload.record(1, {"a": nan, "b": inf}, {"m": ([nan, 0.5, -inf], [0.1, 0.1, 0.1], [inf, 1, 1],
-                                                       [3, 3, 3], [1, 1, 1], "A", False, (nan, 1, 1))},
-                       {"a": (nan, inf, 5.0)})
-    doc = _load(payload.telemetry(1, 0, [r]))  # must still be valid JSON
-    assert doc["r"][0]["t"] == {"a": None, "b": None}
-    assert doc["r"][0]["v"]["m"]["rms"][0] is None and doc["r"][0]["v"]["m"]["rms"][2] is None
-    assert doc["r"][0]["v"]["m"]["cf"][0] is None
-    assert doc["r"][0]["v"]["m"]["rel"]["vel"] is None
-    assert doc["r"][0]["dt"] == {"a": {"eta": 5}}  # unknown trend values are left out
+    r = payload.record(1, [nan, inf], [([nan, 0.5, -inf], [0.1, 0.1, 0.1], [inf, 1, 1], [1, 1, 1], "A", (nan, 1, 1))],
+                       [(nan, inf, 5.0), None])
+    doc = _load(payload.telemetry(1, 0, [r], {"t": ["a", "b"], "v": ["m"]}))  # must still be valid JSON
+    rec = doc["r"][0]
+    assert rec[1] == []  # both null: trailing nulls left out
+    f = rec[2][0]
+    assert f[0] is None and f[1] == 500 and f[2] is None and f[6] is None
+    assert f[13] is None and f[14] == 1 and f[15] == 1
+    assert rec[3] == [[None, None, 5]]  # unknown trend values are null
 
 
-def test_record_band_limit_baseline_and_trends():
-    r = payload.record(7, {"bearing": 60.0}, {"m": ([1, 1, 1], [2, 2, 2], [2, 2, 2], [3, 3, 3], [1.5, 1, 1],
-                                                    "B", True, (1.2345, 0.98, 1.5))},
-                       {"bearing": (0.12345, 3.456, 1234.6), "chip": (None, None, None)})
-    m = r["v"]["m"]
-    assert m["limited"] is True and m["zone"] == "B"
-    assert m["rel"] == {"vel": 1.23, "cf": 0.98, "kurt": 1.5}
-    assert r["dt"] == {"bearing": {"rate": 0.123, "rise": 3.46, "eta": 1235}}
+def test_record_baseline_and_trends():
+    r = payload.record(7, [60.0, 40.0], [([1, 1, 1], [2, 2, 2], [3, 3, 3], [1.5, 1, 1], "B", (1.2345, 0.98, 1.5))],
+                       [(0.12345, 3.456, 1234.6), (None, None, None)])
+    f = r[2][0]
+    assert f[12] == "B" and f[13:] == [1.23, 0.98, 1.5]
+    assert r[3] == [[0.123, 3.46, 1235]]
+
 
 def test_telemetry_shape():
-    recs = [payload.record(600120, {"bearing": 41.25}),
-            payload.record(610120, {"bearing": 41.31}, {"motor": ([0.012, 0.011, 0.031],
-                                                                  [0.041, 0.039, 0.101],
-                                                                  [3.42, 3.55, 3.26], [3.0, 3.1, 2.9],
-                                                                  [1.1, 0.9, 1.3], "A", False, None)})]
-    b = payload.telemetry(7, 120, recs)
+    layout = {"t": ["bearing"], "v": ["motor"]}
+    recs = [payload.record(600120, [41.25]),
+            payload.record(610120, [41.31], [([0.012, 0.011, 0.031], [0.041, 0.039, 0.101],
+                                              [3.0, 3.1, 2.9], [1.1, 0.9, 1.3], "A", None)])]
+    b = payload.telemetry(7, 120, recs, layout)
     doc = _load(b)
-    assert sorted(doc) == ["boot", "n", "r", "seq"]
+    assert sorted(doc) == ["boot", "cols", "n", "r", "seq"]
     assert doc["boot"] == 7 and doc["seq"] == 120 and doc["n"] == 2 and len(doc["r"]) == 2
-    assert doc["r"][0] == {"up": 600120, "t": {"bearing": 41.25}}
-    cf = doc["r"][1]["v"]["motor"]["cf"]
-    assert len(cf) == 3 and _close(cf[0], 3.42) and _close(cf[1], 3.55) and _close(cf[2], 3.26)
+    assert doc["cols"] == layout
+    assert doc["r"][0] == [600120, [41.25]]
+    assert doc["r"][1][2][0][:3] == [12.0, 11.0, 31.0]
     assert b" " not in b  # compact separators
-    one = _load(payload.telemetry(7, 0, recs[:1]))
-    assert one["n"] == 1 and one["seq"] == 0
+    one = _load(payload.telemetry(7, 0, recs[:1], payload.encode(layout)))  # layout as queued bytes
+    assert one["n"] == 1 and one["seq"] == 0 and one["cols"] == layout
 
 
 def test_telemetry_needs_a_record():
     try:
-        payload.telemetry(1, 0, [])
+        payload.telemetry(1, 0, [], {"t": [], "v": []})
     except ValueError:
         return
     raise AssertionError("empty telemetry accepted")
@@ -137,12 +141,13 @@ def test_status_safe_mode_reason_fallback_and_broker():
 
 
 def test_telemetry_splices_queued_bytes_with_t0_and_dropped():
-    queued = [payload.encode(payload.record(1000, {"a": 20.5})), payload.encode(payload.record(2000, {"a": 20.75}))]
-    doc = _load(payload.telemetry(3, 40, queued, 1767225600123, [(2, 17, 4, "reset"), (3, 0, 2, "full")]))
+    layout = {"t": ["a"], "v": []}
+    queued = [payload.encode(payload.record(1000, [20.5])), payload.encode(payload.record(2000, [20.75]))]
+    doc = _load(payload.telemetry(3, 40, queued, layout, 1767225600123, [(2, 17, 4, "reset"), (3, 0, 2, "full")]))
     assert doc["boot"] == 3 and doc["seq"] == 40 and doc["n"] == 2 and doc["t0"] == 1767225600123
-    assert doc["r"] == [{"up": 1000, "t": {"a": 20.5}}, {"up": 2000, "t": {"a": 20.75}}]
+    assert doc["r"] == [[1000, [20.5]], [2000, [20.75]]]
     assert doc["dropped"] == [{"boot": 2, "seq": 17, "n": 4, "why": "reset"}, {"boot": 3, "seq": 0, "n": 2, "why": "full"}]
-    bare = _load(payload.telemetry(3, 40, queued[:1]))
+    bare = _load(payload.telemetry(3, 40, queued[:1], layout))
     assert "t0" not in bare and "dropped" not in bare
 
 
@@ -402,7 +407,7 @@ def test_set_refuses_what_config_json_would():
         ({"intervals": {"diag_s": 9}}, "set: intervals.diag_s: 9 is out of range 10..86400"),
         ({"intervals": {"vib_s": True}}, "set: intervals.vib_s: true is not a number"),
         ({"intervals": {"vib_s": "5"}}, "set: intervals.vib_s: '5' is not a number"),
-        ({"intervals": {"temp": 5}}, "set: intervals: unknown key 'temp' (it takes temp_s, vib_s, diag_s)"),
+        ({"intervals": {"temp": 5}}, "set: intervals: unknown key 'temp' (it takes temp_s, vib_s, diag_s, send_s)"),
         ({"thresholds": {"bearing": 75}}, "set: thresholds.bearing: 75 is not an object"),
         ({"thresholds": {"bearing": {"warn": "75"}}}, "set: thresholds.bearing.warn: '75' is not a number or null"),
         ({"thresholds": {"bearing": {"deadband": -1}}}, "set: thresholds.bearing.deadband: -1 is below 0"),

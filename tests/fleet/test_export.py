@@ -14,19 +14,16 @@ from floorwatch.fleet.export import command, parse_since
 from floorwatch.fleet.store import Store, StoreError
 
 T0 = 1767225000000  # 2025-12-31T23:50:00Z, so up 600120 is 2026-01-01T00:00:00.120Z
-RECORDS = [
-    {"up": 600120, "t": {"bearing": 41.25, "winding": None},
-     "dt": {"bearing": {"rate": 0.021, "rise": 1.25, "eta": 36000}}},
-    {"up": 610120, "t": {"bearing": 41.31},
-     "v": {"motor": {"rms": [0.012, 0.011, 0.031], "pk": [0.041, 0.039, 0.101], "cf": [3.42, 3.55, 3.26],
-                     "kurt": [3.05, 2.98, 3.21], "vel": [0.81, 0.77, 1.12], "zone": "B", "limited": True,
-                     "rel": {"vel": 1.04, "cf": 0.99, "kurt": 1.02}}}},
+COLS = {"t": ["bearing", "winding"], "v": ["motor"]}
+RECORDS = [  # telemetry v2 (docs/contract.md): positional, rms and pk in mg, no cf
+    [600120, [41.25, None], None, [[0.021, 1.25, 36000]]],
+    [610120, [41.31], [[12.0, 11.0, 31.0, 41.0, 39.0, 101.0, 3.05, 2.98, 3.21, 0.81, 0.77, 1.12, "B", 1.04, 0.99, 1.02]]],
 ]
-ROWS_PER_MESSAGE = 2 + 3 + 1 + 5 * 3 + 1 + 3  # the measurements in RECORDS
+ROWS_PER_MESSAGE = 2 + 3 + 2 + 5 * 3 + 1 + 3  # the measurements in RECORDS (winding: a failed read twice)
 
 
 def telemetry(seq, t0=T0, boot=7):
-    body = {"boot": boot, "seq": seq, "n": len(RECORDS), "r": RECORDS}
+    body = {"boot": boot, "seq": seq, "n": len(RECORDS), "cols": COLS, "r": RECORDS}
     if t0 is not None:
         body["t0"] = t0
     return contract.validate("telemetry", body)
@@ -82,6 +79,11 @@ def test_every_measurement_once_and_every_row_valid_per_the_schema(db):
     by_key = {(r["seq"], r["sensor"], r["quantity"], r["axis"]): r for r in press}
     assert by_key[(0, "winding", "temperature", None)]["value"] is None  # a failed read
     assert by_key[(1, "motor", "vel", "z")]["value"] == 1.12 and by_key[(1, "motor", "vel", "z")]["unit"] == "mm/s"
+    # rms and pk are stored and exported in g, cf derived (pk / rms), as before telemetry v2
+    assert by_key[(1, "motor", "rms", "x")]["value"] == 0.012 and by_key[(1, "motor", "rms", "x")]["unit"] == "g"
+    assert by_key[(1, "motor", "pk", "z")]["value"] == 0.101
+    assert by_key[(1, "motor", "cf", "y")]["value"] == 3.55 and by_key[(1, "motor", "cf", "y")]["unit"] == "1"
+    assert by_key[(1, "winding", "temperature", None)]["value"] is None  # left out of the record: null
     assert by_key[(1, "motor", "zone", None)]["value"] == 2  # zone B
     assert by_key[(1, "motor", "rel_kurt", None)]["value"] == 1.02
     assert by_key[(0, "bearing", "eta", None)]["unit"] == "s"

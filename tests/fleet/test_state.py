@@ -33,7 +33,8 @@ def alarm(active, event="state", **event_part):
     return contract.validate("alarm", body)
 
 
-TELEMETRY = contract.validate("telemetry", {"boot": 7, "seq": 0, "n": 1, "r": [{"up": 10, "t": {"chip": 38.0}}]})
+TELEMETRY = contract.validate("telemetry", {"boot": 7, "seq": 0, "n": 1, "cols": {"t": ["chip"], "v": []},
+                                            "r": [[10, [38.0]]]})
 
 
 def kinds(alerts):
@@ -188,5 +189,6 @@ def test_a_retained_alarm_picture_does_not_bring_an_offline_device_back():
     alerts = state.update("s", "d", "alarm", {"active": {}}, 100.1, retained=True)
     assert alerts == []
     assert state.devices()[0].state == "offline" and state.summary()["offline"] == 1
-    back = state.update("s", "d", "telemetry", {"boot": 4, "seq": 0, "n": 1, "r": [{"up": 5}]}, 120.0)
+    back = state.update("s", "d", "telemetry", {"boot": 4, "seq": 0, "n": 1, "cols": {"t": ["chip"], "v": []},
+                                                "r": [[5, [38.0]]]}, 120.0)
     assert [a["kind"] for a in back] == ["online"]  # a live message does

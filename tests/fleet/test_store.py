@@ -9,7 +9,8 @@ from floorwatch.fleet.store import Store, StoreError
 
 
 def telemetry(seq, n=2, boot=7, t0=1767225000000):
-    body = {"boot": boot, "seq": seq, "n": n, "r": [{"up": 1000 * (seq + i), "t": {"chip": 38.0 + i}} for i in range(n)]}
+    body = {"boot": boot, "seq": seq, "n": n, "cols": {"t": ["chip"], "v": []},
+            "r": [[1000 * (seq + i), [38.0 + i]] for i in range(n)]}
     if t0 is not None:
         body["t0"] = t0
     return contract.validate("telemetry", body)
@@ -23,6 +24,9 @@ def test_a_record_is_stored_once_however_often_it_arrives(tmp_path):
         assert store.add_telemetry("plant-a", "press-7", telemetry(0, boot=8, t0=None)) == 2
         store.commit()
         got = [(d, b, s, up, t_ms) for d, _site, b, s, up, t_ms, _rec in store.records()]
+        stored = [rec for *_, rec in store.records(device="press-7")]
+    # The record is kept in the host's view (contract.records), not as the node's positional array.
+    assert stored[:2] == [{"up": 0, "t": {"chip": 38.0}}, {"up": 1000, "t": {"chip": 39.0}}]
     assert got == [("press-7", 7, 0, 0, 1767225000000), ("press-7", 7, 1, 1000, 1767225001000),
                    ("press-7", 7, 2, 2000, 1767225002000), ("press-7", 8, 0, 0, None), ("press-7", 8, 1, 1000, None)]
 

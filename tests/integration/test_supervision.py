@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from floorwatch import contract
 from floorwatch.observer import Observer
 from floorwatch.sim.fleet import Fleet
 
@@ -376,7 +377,7 @@ def by_seq(messages):
     """{seq: record} of telemetry messages of one boot."""
     records = {}
     for body in messages:
-        for i, record in enumerate(body["r"]):
+        for i, record in enumerate(contract.records(body)):
             records[body["seq"] + i] = record
     return records
 
@@ -405,7 +406,7 @@ def test_t0_is_the_wall_time_of_the_boot_and_survives_a_clock_jump(sim):
     assert -1.0 <= t0 / 1000 - (true_epoch + boot_at) <= 0.01, (t0, true_epoch + boot_at)
     assert_on_schedule(t0, by_seq(s.obs.messages(1)), true_epoch + boot_at, 0, 5)
     for arrived, body in s.obs.telemetry:  # and no record claims a time after it arrived
-        assert all(wall_s(t0, r) <= true_epoch + arrived + 0.01 for r in body["r"]), (arrived, body)
+        assert all(wall_s(t0, r) <= true_epoch + arrived + 0.01 for r in contract.records(body)), (arrived, body)
 
     s.board.jump_clock(86400)  # the RTC jumps a day ahead; ticks (and so up) do not
     seen = len(s.obs.records(1))
@@ -466,9 +467,9 @@ def test_without_ntp_records_go_out_without_t0_and_the_sync_is_retried_every_5_m
     assert all("t0" in body for body in messages[first:])
     # The first try failed when the node first connected (up ~6 s); the next comes 5 minutes
     # later, and the record of that pass or the next one is the first to carry t0.
-    up = messages[first]["r"][0]["up"]
+    up = contract.records(messages[first])[0]["up"]
     assert 300000 <= up <= 320000, up
-    assert messages[first - 1]["r"][-1]["up"] < up
+    assert contract.records(messages[first - 1])[-1]["up"] < up
     t0 = messages[first]["t0"]
     assert -1.0 <= t0 / 1000 - board.true_epoch <= 0.01, t0  # powered on at board time 0
     assert contiguous(s.obs.records()), s.obs.records()

@@ -14,6 +14,7 @@ from array import array
 
 import pytest
 
+from floorwatch import contract
 from floorwatch.observer import Observer
 from floorwatch.sim.board import Board, RealClock, ScaledClock
 from floorwatch.sim.devices.adxl345 import ADXL345
@@ -194,7 +195,7 @@ class UptimeObserver(Observer):
 
     def _on_telemetry(self, view, body):
         super()._on_telemetry(view, body)
-        self.ups.extend(record["up"] for record in body["r"])
+        self.ups.extend(record["up"] for record in contract.records(body))
 
 
 @pytest.mark.broker

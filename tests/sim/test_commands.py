@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from floorwatch import contract
 from floorwatch.observer import Observer
 from floorwatch.sim.fleet import Fleet
 
@@ -41,7 +42,7 @@ class Recorder(Observer):
 
     def _on_telemetry(self, view, body):
         super()._on_telemetry(view, body)
-        self.ups.extend((body["boot"], r["up"]) for r in body["r"])
+        self.ups.extend((body["boot"], r["up"]) for r in contract.records(body))
 
     def _on_ack(self, view, body):
         super()._on_ack(view, body)
@@ -129,7 +130,7 @@ def test_set_persists_across_a_reboot_and_a_rejected_set_changes_nothing(node):
     assert second["reason"] == "command: set" and second["state"] == "online"
     assert second["cfg"] != first["cfg"]  # the status shows the new file's hash
     saved = json.loads(n.flash("config.json"))
-    assert saved["intervals"] == {"temp_s": 5, "vib_s": 120, "diag_s": 60}
+    assert saved["intervals"] == {"temp_s": 5, "vib_s": 120, "diag_s": 60, "send_s": 0}
     assert saved["thresholds"]["bearing"] == {"warn": 75, "alarm": 90, "deadband": 2, "early_s": 600}
     assert saved["wifi"]["password"]  # everything else kept, secrets included
     assert n.flash("config.good.json") == n.flash("config.json")

@@ -15,6 +15,7 @@ from array import array
 
 import pytest
 
+from floorwatch import contract
 from floorwatch.observer import Observer
 from floorwatch.sim.board import SPIN_CHARGE_S, Board, ClockHandle, RealClock, ScaledClock, VirtualClock
 from floorwatch.sim.devices.adxl345 import ADXL345
@@ -46,8 +47,9 @@ due = time.ticks_ms()
 while True:
     if time.ticks_diff(time.ticks_ms(), due) >= 0:
         client.sock.settimeout(10)
-        record = {"up": time.ticks_ms(), "t": {"bearing": 40.0 + len(commands)}}
-        client.publish(base + "telemetry", json.dumps({"boot": 1, "seq": seq, "n": 1, "r": [record]}), False, 1)
+        record = [time.ticks_ms(), [40.0 + len(commands)]]  # telemetry v2: [up, temps]
+        client.publish(base + "telemetry", json.dumps({"boot": 1, "seq": seq, "n": 1, "cols": {"t": ["bearing"], "v": []},
+                                                       "r": [record]}), False, 1)
         seq += 1
         due = time.ticks_add(due, 5000)
     if poller.poll(max(0, time.ticks_diff(due, time.ticks_ms()))):
@@ -502,7 +504,7 @@ class UptimeObserver(Observer):
 
     def _on_telemetry(self, view, body):
         super()._on_telemetry(view, body)
-        for record in body["r"]:
+        for record in contract.records(body):
             self.ups.setdefault(view.device_id, []).append((record["up"], record["t"]["bearing"]))
 
 

@@ -6,8 +6,12 @@ schema cannot state (n equals the number of records, unique sensor names, ...) a
 the first problem as one line naming the field, e.g. ``sensors[1].addr: 300 is not one of
 83, 29``, so a log line or a CLI error says exactly what to fix.
 
-    from floorwatch.contract import validate, ContractError
+    from floorwatch.contract import validate, records, ContractError
     msg = validate("telemetry", payload_bytes)   # the parsed message, or ContractError
+    for rec in records(msg): ...                 # telemetry records as dicts: {"up", "t", "v", "dt"}
+
+Telemetry records travel as positional arrays laid out by the message's "cols" (bytes on the
+wire); records() is the host's one decoder of them, into the dict view every host tool reads.
 
 Stricter than plain JSON Schema on purpose, to match what MicroPython's json gives the node:
 integers must be real integers (1.0 is not one), NaN/Infinity and duplicate keys are rejected,
@@ -285,18 +289,30 @@ def _describe(error):
 
 # --- rules JSON Schema cannot state ----------------------------------------------------------------
 
+_PARTS = {1: ("temps", "t", "temperature"), 2: ("vib", "v", "vibration"), 3: ("trends", "t", "temperature")}
+
+
 def _check_telemetry(msg):
     records = msg["r"]
     if msg["n"] != len(records):
         yield ["n"], f"{msg['n']} but r holds {len(records)} records"
-    for i in range(1, len(records)):
-        if records[i]["up"] < records[i - 1]["up"]:
-            yield (["r", i, "up"],
-                   f"{records[i]['up']} is earlier than the record before it ({records[i - 1]['up']})")
+    cols = msg["cols"]
+    seen = {}
+    for key in ("t", "v"):
+        for i, name in enumerate(cols[key]):
+            if name in seen:
+                yield ["cols", key, i], f"{_show(name)} is already named in cols.{seen[name]}; sensor names are unique"
+            seen.setdefault(name, f"{key}[{i}]")
     for i, rec in enumerate(records):
-        for name in rec.get("v", {}):
-            if name in rec.get("t", {}):
-                yield ["r", i, "v", name], "also named in t; sensor names are unique"
+        if i and rec[0] < records[i - 1][0]:
+            yield ["r", i, 0], f"{rec[0]} is earlier than the record before it ({records[i - 1][0]})"
+        for part in range(1, len(rec)):
+            values = rec[part]
+            what, key, kind = _PARTS[part]
+            if values is not None and len(values) > len(cols[key]):
+                sensors = len(cols[key])
+                yield ["r", i, part], (f"{what} has {len(values)} entries but cols.{key} names {sensors} "
+                                       f"{kind} sensor{'' if sensors == 1 else 's'}")
 
 
 def _check_alarm(msg):
@@ -355,6 +371,7 @@ def _check_config(cfg):
     metrics = set()
     for s in sensors:
         if s["type"] in _ACCEL_TYPES:
+            # cf too: the node computes it and alarms on it, though records leave it to the host to derive.
             metrics.update(f"{s['name']}.{m}" for m in ("rms", "pk", "cf", "kurt", "vel"))
         else:
             metrics.update((s["name"], s["name"] + ".rate", s["name"] + ".rise"))
@@ -409,3 +426,69 @@ def validate(kind, message):
     for path, reason in (check(obj) if check else ()):
         raise ContractError(kind, _fmt_path(path), reason)
     return obj
+
+
+# --- telemetry records in the host's view ----------------------------------------------------------
+
+_AXES = range(3)
+
+
+def _g(mg):
+    return None if mg is None else round(mg / 1000, 4)
+
+
+def _features(f):
+    """A feature set (positional, rms and pk in mg) as the host's dict (rms and pk in g, cf derived)."""
+    f = list(f) + [None] * (16 - len(f))
+    rms, pk = f[0:3], f[3:6]
+    feats = {"rms": [_g(v) for v in rms], "pk": [_g(v) for v in pk],
+             "cf": [round(pk[a] / rms[a], 2) if rms[a] and pk[a] is not None else None for a in _AXES],
+             "kurt": f[6:9], "vel": f[9:12], "zone": f[12]}
+    if f[13] is not None or f[14] is not None or f[15] is not None:
+        feats["rel"] = {"vel": f[13], "cf": f[14], "kurt": f[15]}
+    return feats
+
+
+def records(msg):
+    """The records of one telemetry message, oldest first, as dicts in the host's view.
+
+    msg: a message validate("telemetry", ...) accepted (not checked again), or its bytes or str,
+    which are validated first (ContractError). Record i of the list is number msg["seq"] + i.
+
+    The node sends positional arrays laid out by msg["cols"], rms and pk in mg, no crest factor
+    (docs/contract.md, telemetry). Each becomes
+    ``{"up": ms, "t": {name: degC or None}, "v": {name: features}, "dt": {name: trend}}``:
+    "t" names every temperature sensor when the record has temperatures (None: read failed or
+    entry missing); "v" holds the accelerometers with a feature set, each ``{"rms": [g, g, g],
+    "pk": [g, g, g], "cf": [pk/rms, ...], "kurt": [...], "vel": [mm/s, ...], "zone": "A".."D"}``
+    plus "rel" ``{"vel", "cf", "kurt"}`` when any ratio to the baseline is known (cf is None on an
+    axis whose rms is 0 or None or whose pk is None); "dt" holds the known trends, each with the
+    keys known of "rate", "rise", "eta". A key is left out when its part is absent or empty.
+    """
+    if not isinstance(msg, dict):
+        msg = validate("telemetry", msg)
+    temp_names, vib_names = msg["cols"]["t"], msg["cols"]["v"]
+    out = []
+    for rec in msg["r"]:
+        n = len(rec)
+        r = {"up": rec[0]}
+        temps = rec[1] if n > 1 else None
+        if temps is not None and temp_names:
+            r["t"] = {name: temps[i] if i < len(temps) else None for i, name in enumerate(temp_names)}
+        vib = rec[2] if n > 2 else None
+        if vib:
+            v = {name: _features(vib[i]) for i, name in enumerate(vib_names[:len(vib)]) if vib[i] is not None}
+            if v:
+                r["v"] = v
+        trends = rec[3] if n > 3 else None
+        if trends:
+            dt = {}
+            for name, trend in zip(temp_names, trends):
+                if trend:
+                    known = {key: value for key, value in zip(("rate", "rise", "eta"), trend) if value is not None}
+                    if known:
+                        dt[name] = known
+            if dt:
+                r["dt"] = dt
+        out.append(r)
+    return out

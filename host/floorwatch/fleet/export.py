@@ -6,9 +6,11 @@ temperature, trend figure and per-axis vibration feature of every record becomes
 floorwatch/contract/schemas/export.json. CSV and JSON Lines carry the same rows; what is null in
 JSON is an empty field in CSV.
 
-Flattening is written here by hand: it is a few loops over the record layout of docs/contract.md.
-Keys a later node version adds inside t, dt or v are exported too (numbers and [x, y, z] lists, with
-an empty unit); booleans (`limited`) are not measurements and are left out.
+Flattening is written here by hand: it is a few loops over the stored record, which is the host's
+view of a telemetry record (floorwatch.contract.records: t, dt, v with rms and pk in g and cf
+derived; docs/contract.md). Keys a later version adds inside t, dt or v are exported too (numbers and
+[x, y, z] lists, with an empty unit); booleans (`limited`, in records stored before telemetry v2)
+are not measurements and are left out.
 """
 
 import csv

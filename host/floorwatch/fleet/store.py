@@ -4,9 +4,11 @@ sqlite3 (stdlib) in WAL mode, so `floorwatch fleet export` can read while the mo
 connection, shared by threads under one lock (check_same_thread=False).
 
 Tables:
-- records (device, boot, seq) PRIMARY KEY, site, up, t_ms, record: the record JSON as the node
-  sent it (one entry of telemetry "r"); t_ms = t0 + up (Unix ms), NULL while the node had no wall
-  time. INSERT OR IGNORE keeps the first copy of a record, however often it arrives.
+- records (device, boot, seq) PRIMARY KEY, site, up, t_ms, record: the record JSON in the host's
+  view, as floorwatch.contract.records decodes it from the message ({"up", "t", "v", "dt"}, rms and
+  pk in g, cf derived; a node's positional record means nothing without its message's cols);
+  t_ms = t0 + up (Unix ms), NULL while the node had no wall time. INSERT OR IGNORE keeps the first
+  copy of a record, however often it arrives.
 - events: time (epoch s), device, site, kind, event (the whole alert or event dict as JSON).
 - devices: device PRIMARY KEY, site, state (DeviceState.as_dict() as JSON).
 
@@ -18,6 +20,8 @@ on its clock tick), or `commit()` at the end.
 import json
 import sqlite3
 import threading
+
+from .. import contract
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -69,7 +73,7 @@ class Store:
         boot, seq, t0 = body["boot"], body["seq"], body.get("t0")
         rows = [(device, boot, seq + i, site, rec["up"], None if t0 is None else t0 + rec["up"],
                  _compact(rec))
-                for i, rec in enumerate(body["r"])]
+                for i, rec in enumerate(contract.records(body))]
         with self._lock:
             before = self._db.total_changes
             self._db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)

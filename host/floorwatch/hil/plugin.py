@@ -45,7 +45,7 @@ from ..security.passwd import new_password
 
 SITE = "hil"
 # Short intervals, so the suite sees telemetry and diagnostics within seconds.
-INTERVALS = {"temp_s": 5, "vib_s": 10, "diag_s": 30}
+INTERVALS = {"temp_s": 5, "vib_s": 10, "diag_s": 30, "send_s": 0}
 VIRTUAL_WIFI = ("floorwatch-sim", "sim-password")
 
 

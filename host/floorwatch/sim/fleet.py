@@ -91,7 +91,8 @@ def board_config(index, site, host, port, board_def, seed, ap, intervals=None, t
         "wifi": {"ssid": ap.ssid, "password": ap.password},
         "broker": broker,
         "sensors": sensors,
-        "intervals": dict(intervals or SIM_INTERVALS),
+        # send_s 0 unless asked: simulated records go at once, so the live view and tests see them
+        "intervals": {"send_s": 0, **(intervals or SIM_INTERVALS)},
         "led": boards.status_led(board_def),
         "thresholds": limits,
     }
