@@ -95,7 +95,7 @@ _FAKE_CA = "-----BEGIN CERTIFICATE-----\n" + "\n".join(["MIIF" + "A" * 60] * 30)
 # Imported in app.py's order; the first ones are the hardware-free core and the drivers, then the
 # shell (link, umqtt, app). node.adxl345 is imported by the first accelerometer read.
 MODULES = ("node", "node.vibration", "node.supervisor", "node.config", "node.alarms", "node.health",
-           "node.payload", "node.ds18b20", "node.sensors", "node.baseline", "node.trend", "node.monitor",
+           "node.payload", "node.commands", "node.ds18b20", "node.sensors", "node.baseline", "node.trend", "node.monitor",
            "node.fifo", "node.adxl345", "node.store", "node.ratelimit", "node.backoff", "umqtt.simple",
            "node.link", "node.app")
 SHELL = ("node.backoff", "umqtt.simple", "node.link", "node.app")

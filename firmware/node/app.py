@@ -25,7 +25,7 @@ import time
 from binascii import hexlify
 from micropython import const
 
-from node import VERSION, config, health, payload, sensors
+from node import VERSION, commands, config, health, payload, sensors
 from node.ds18b20 import ProbeBus
 from node.link import Link
 from node.monitor import Monitor
@@ -406,8 +406,8 @@ class Node:
                 continue
             self.limit_told = False
             try:
-                cmd_id, cmd, args = payload.parse_command(msg)
-            except payload.CommandError as exc:
+                cmd_id, cmd, args = commands.parse_command(msg)
+            except commands.CommandError as exc:
                 self._answer(exc.cmd_id, exc.cmd, False, error=str(exc))
                 continue
             try:
@@ -435,8 +435,8 @@ class Node:
             return
         self.limit_told = True
         try:  # only for its id: it is not run
-            cmd_id, cmd = payload.parse_command(msg)[:2]
-        except payload.CommandError as exc:
+            cmd_id, cmd = commands.parse_command(msg)[:2]
+        except commands.CommandError as exc:
             cmd_id, cmd = exc.cmd_id, exc.cmd
         self.link.publish(self.topics["ack"], payload.ack(cmd_id, cmd, False, error=(
             "rate limited: at most %d commands at once, then 1 every %d ms; not run, and further ones "

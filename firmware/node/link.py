@@ -34,10 +34,10 @@ Promises (K = the broker's keepalive_s, at least 5 s; T = _IO_TIMEOUT_MS = 5 s):
   _INBOX_MAX waiting; beyond that they are dropped and counted in dropped_commands. The callback
   never publishes (it can run inside a publish). Sessions are clean: a command sent while the node
   was offline is not delivered unless it was retained.
-- A command too large to be one (a read of more than _READ_MAX bytes: payload.MAX_COMMAND plus room
+- A command too large to be one (a read of more than _READ_MAX bytes: commands.MAX_COMMAND plus room
   for the topic) is never allocated: its bytes are read and thrown away in small pieces, the
   stream stays in step (the QoS 1 PUBACK still goes out), and `inbox` gets its size, an int, in
-  its place (payload.parse_command turns that into an error ack).
+  its place (commands.parse_command turns that into an error ack).
 - Credentials: a broker entry with a credentials problem (config.credentials_problem: no user, no
   password, a placeholder, too short) or with tls but no CA is never connected to. The reason is
   printed once per boot per broker, naming host and port, never the password. With no usable
@@ -75,7 +75,7 @@ from umqtt.simple import MQTTClient
 
 from node import config
 from node.backoff import Backoff
-from node.payload import MAX_COMMAND
+from node.commands import MAX_COMMAND
 
 _IO_TIMEOUT_MS = const(5000)
 _READ_MAX = MAX_COMMAND + 256  # the largest read _Stream allocates: a command and its topic

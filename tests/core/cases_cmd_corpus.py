@@ -1,4 +1,4 @@
-"""The command corpus (cmd_corpus.json) through node.payload.parse_command, on CPython and in the
+"""The command corpus (cmd_corpus.json) through node.commands.parse_command, on CPython and in the
 MicroPython VM: every payload gets the verdict and error-line prefix recorded for it.
 
 The corpus holds hand-picked payloads and ones the fuzz strategies found (tests/security/
@@ -10,7 +10,7 @@ change a verdict. Entries: {"text": ...} or {"hex": ...} (bytes that are not pri
 import json
 from binascii import unhexlify
 
-from node import payload
+from node import commands
 
 DATA = None  # set by the runner: a directory holding FILES
 
@@ -48,9 +48,9 @@ def test_every_corpus_payload_gets_its_recorded_verdict():
     for i in range(len(entries)):
         entry = entries[i]
         try:
-            payload.parse_command(_message(entry))
+            commands.parse_command(_message(entry))
             got = None
-        except payload.CommandError as e:
+        except commands.CommandError as e:
             got = str(e)
         if entry["ok"]:
             accepted += 1

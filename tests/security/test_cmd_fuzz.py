@@ -1,7 +1,7 @@
 """Fuzzing the node's command parser (hypothesis, CPython): more than 10,000 generated payloads.
 
 Properties, for every payload:
-- node.payload.parse_command raises nothing but CommandError, whatever the bytes;
+- node.commands.parse_command raises nothing but CommandError, whatever the bytes;
 - its verdict is the contract's: floorwatch.contract.validate("cmd", ...) accepts exactly what the
   node accepts (the contract cannot state the node's 512-byte limit, so that is added here);
 - the error ack a rejection makes validates against ack.json, its error is one line, and the ack
@@ -33,8 +33,9 @@ from hypothesis import strategies as st
 
 from floorwatch import contract, firmware_import
 
+parser = firmware_import.load("node.commands")
 payload = firmware_import.load("node.payload")
-config = payload.config  # the same module table as payload's
+config = parser.config  # the same module table as the parser's
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "core" / "cmd_corpus.json"
 
@@ -49,9 +50,9 @@ CHECKED = {"payloads": 0, "accepted": 0, "tests": set()}
 def node_verdict(msg):
     """(ok, CommandError or None): anything else parse_command raises fails the test."""
     try:
-        payload.parse_command(msg)
+        parser.parse_command(msg)
         return True, None
-    except payload.CommandError as exc:
+    except parser.CommandError as exc:
         return False, exc
 
 
@@ -61,7 +62,7 @@ def contract_verdict(msg):
     except contract.ContractError as exc:
         return False, str(exc)
     size = len(msg) if isinstance(msg, (bytes, bytearray)) else len(msg.encode())
-    if size > payload.MAX_COMMAND:
+    if size > parser.MAX_COMMAND:
         return False, "over the size limit"
     return True, None
 
@@ -94,7 +95,7 @@ ids_any = st.one_of(
     st.text(min_size=1, max_size=10),  # any unicode, spaces, control characters
     st.integers(), st.none(), st.booleans(), st.lists(st.integers(), max_size=2))
 
-KNOWN = sorted(payload.COMMANDS)
+KNOWN = sorted(parser.COMMANDS)
 names_any = st.one_of(st.sampled_from(KNOWN), st.sampled_from(["PING", "frobnicate", "", "set ", "ack_alarm", "reset"]),
                       st.text(max_size=12), st.integers(), st.none())
 
@@ -279,7 +280,7 @@ def test_a_set_that_parses_leaves_a_valid_config_or_nothing_changed(changes):
     msg = json.dumps(dict({"id": "s", "cmd": "set"}, **changes)).encode()
     if not check(msg):
         return
-    args = payload.parse_command(msg)[2]
+    args = parser.parse_command(msg)[2]
     raw = copy.deepcopy(BASE_CONFIG)
     before = json.dumps(raw, sort_keys=True)
     try:
@@ -356,7 +357,7 @@ def write_corpus():
     def add(msg, always=False):
         entry = corpus_entry(msg)
         if entry["ok"]:
-            cmd_id, cmd, args = payload.parse_command(msg)
+            cmd_id, cmd, args = parser.parse_command(msg)
             key = (cmd, tuple(sorted(args)), tuple(sorted(k for v in args.values() for k in v)) if cmd == "set" else ())
         else:
             key = re.sub(r"[0-9]+", "N", entry["error"])  # one kind of error, wherever it was found

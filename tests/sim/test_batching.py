@@ -103,7 +103,7 @@ def test_ten_waiting_records_go_at_once(make_run):
 def test_an_alarm_takes_the_waiting_records_along(make_run):
     run = make_run("batch-alarm", {"temp_s": 10, "vib_s": 600, "diag_s": 600, "send_s": 3600},
                    mode="overheat", onset_s=60)
-    run.run(1800, step_s=5)
+    run.run(1800, step_s=10)
     raised = [(at, body) for at, kind, body in run.seen if kind == "alarm" and body.get("event") == "raise"]
     assert raised, "the overheat raised no alarm in 30 board minutes"
     first_at = raised[0][0]

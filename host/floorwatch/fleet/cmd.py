@@ -9,7 +9,7 @@
 The devices are the ones with a status on the broker (the retained `floorwatch/<site>/<id>/status`
 topics, docs/contract.md), so a device's site comes from there and a target is checked against what
 the fleet really is. Every command is checked before anything is sent: against the node's own
-table of commands and their arguments (`COMMANDS` and `MAX_COMMAND` in firmware/node/payload.py),
+table of commands and their arguments (`COMMANDS` and `MAX_COMMAND` in firmware/node/commands.py),
 by the node's own parser (`parse_command`: values and ranges), both read through
 floorwatch.firmware_import so the host and the node agree by construction, and against the
 contract's cmd schema. Each device gets a command of its own with a unique `id`, and
@@ -81,10 +81,10 @@ def parse_args(pairs):
 
 
 @lru_cache(maxsize=1)
-def _node_payload():
-    """The node's payload module (its COMMANDS table), or None off a repository clone."""
+def _node_commands():
+    """The node's commands module (its COMMANDS table and parser), or None off a repository clone."""
     try:
-        return firmware_import.load("node.payload")
+        return firmware_import.load("node.commands")
     except ImportError:
         return None
 
@@ -98,11 +98,11 @@ def build(command, args=None, cmd_id=None):
         if key in ("id", "cmd"):
             raise CommandError("argument %r is not allowed: the command sets it" % key)
         body[key] = value
-    payload = _node_payload()
-    if payload is not None:
-        if command not in payload.COMMANDS:
-            raise CommandError("unknown command %r; the node knows %s" % (command, ", ".join(sorted(payload.COMMANDS))))
-        takes = payload.COMMANDS[command]  # {argument: the type the node wants}
+    node = _node_commands()
+    if node is not None:
+        if command not in node.COMMANDS:
+            raise CommandError("unknown command %r; the node knows %s" % (command, ", ".join(sorted(node.COMMANDS))))
+        takes = node.COMMANDS[command]  # {argument: the type the node wants}
         for key, value in (args or {}).items():
             if key not in takes:
                 known = ("; it takes " + ", ".join(takes)) if takes else "; it takes none"
@@ -113,11 +113,11 @@ def build(command, args=None, cmd_id=None):
                 raise CommandError("%s: %s must be %s, not %s%s" % (
                     command, key, _TYPE_NAMES.get(takes[key], takes[key].__name__), json.dumps(value), hint))
         size = len(json.dumps(body, separators=(",", ":")).encode())
-        if size > payload.MAX_COMMAND:
-            raise CommandError("the command is %d bytes; a node reads at most %d" % (size, payload.MAX_COMMAND))
+        if size > node.MAX_COMMAND:
+            raise CommandError("the command is %d bytes; a node reads at most %d" % (size, node.MAX_COMMAND))
         try:  # the values, by the node's own parser: ranges, metric names, config fields
-            payload.parse_command(json.dumps(body, separators=(",", ":")))
-        except payload.CommandError as exc:
+            node.parse_command(json.dumps(body, separators=(",", ":")))
+        except node.CommandError as exc:
             raise CommandError(str(exc)) from None
     try:
         contract.validate("cmd", body)
