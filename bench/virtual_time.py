@@ -4,20 +4,24 @@ Issue 8's figure: simulated hours per wall-clock second for ONE board running th
 the simulator on the virtual clock (`Fleet(1, ..., speed="max")`, what `floorwatch sim --speed max`
 uses), through a day (86,400 s of board time) of normal operation, against a real local mosquitto
 (plain, anonymous), at the node's DEFAULT intervals (firmware config defaults: a temperature record
-every 10 s, vibration every 30 s, diag every 60 s; not the sim's faster SIM_INTERVALS), so the day
-is the day a node in the field has. An independent paho subscriber counts what arrives, so the run
-is shown to be a real one: every record the board's store numbered must arrive, and the count must
-match what the intervals give for the day.
+every 10 s, vibration every 30 s, diag every 60 s, records batched for up to send_s = 300 s; not
+the sim's faster SIM_INTERVALS, nor its send_s 0), so the day is the day a node in the field has.
+An independent paho subscriber counts what arrives, so the run is shown to be a real one: every
+record the board's store numbered must arrive, and the count must match what the intervals give
+for the day.
 
-The bench joins the virtual clock and waits for board time `--board-s`: board time then stops
-there (the bench holds it) while the last messages arrive. Wall time is from power-on to that
-moment. Reported: wall s, board s, the speed-up (board s / wall s), simulated hours per wall s
+The bench joins the virtual clock and waits for board time `--board-s`: wall time is from
+power-on to that moment. Then the records numbered so far are counted, board time is let run one
+batch longer (send_s plus a little, so the last batch goes out) and held again while the last
+messages arrive. Reported: wall s, board s, the speed-up (board s / wall s), simulated hours per wall s
 (speed-up / 3600), records expected / numbered by the node / received, CPU seconds of this
 process and of mosquitto, and the load on the (shared) machine during the run.
 
-    .venv/bin/python bench/virtual_time.py [--board-s 86400] [--intervals default|sim]
+    .venv/bin/python bench/virtual_time.py [--board-s 86400] [--intervals default|sim] [--send-s S]
                                            [--keepalive 30] [--profile [N]] [--py-spy [BIN]]
                                            [--out bench/results/virtual_time.json]
+
+Records are read through floorwatch.contract.records() (the telemetry payload is positional, v2).
 
 The arrival lag (board time from a record's sampling to its arrival at the subscriber) is shown
 but is no on-time test: the subscriber does not take part in the virtual clock, so while its thread
@@ -59,7 +63,7 @@ from floorwatch.sim.fleet import SIM_INTERVALS, Fleet
 RESULTS = Path(__file__).resolve().parent / "results" / "virtual_time.json"
 DAY_S = 86400
 # The firmware's defaults (firmware/node/config.py, _INTERVALS): what a node runs with unless told.
-DEFAULT_INTERVALS = {"temp_s": 10, "vib_s": 30, "diag_s": 60}
+DEFAULT_INTERVALS = {"temp_s": 10, "vib_s": 30, "diag_s": 60, "send_s": 300}
 DEFAULT_KEEPALIVE_S = 30  # the firmware's broker.keepalive_s default; the sim's board_config says 15
 TARGET = 3600
 SITE = "vtime"
@@ -90,13 +94,26 @@ class Subscriber:
         with self._lock:
             return sum(1 for m in self.messages if m[0] == kind)
 
-    def records(self):
+    def seqs(self):
+        """(boot, seq) of every record received (a record is number seq + i of its message)."""
         with self._lock:
-            return sum(len(json.loads(m[1])["r"]) for m in self.messages if m[0] == "telemetry")
+            out = set()
+            for m in self.messages:
+                if m[0] == "telemetry":
+                    msg = json.loads(m[1])
+                    out.update((msg["boot"], msg["seq"] + i) for i in range(len(msg["r"])))
+            return out
 
     def stop(self):
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def records_of(msg):
+    """A telemetry message's records as dicts with "up" (ms) and "v" when vibration was taken."""
+    if hasattr(contract, "records"):  # telemetry v2: positional records, decoded by the contract
+        return contract.records(msg)
+    return msg["r"]
 
 
 def expected_records(board_s, intervals, first_s=0.0):
@@ -159,14 +176,20 @@ def run(board_s, intervals, seed=8, profiler=None, keepalive_s=DEFAULT_KEEPALIVE
             cpu1, broker_cpu1 = resource.getrusage(resource.RUSAGE_SELF), proc_cpu_s(broker._proc.pid)
             busy1, load1 = machine_busy(), os.getloadavg()
             reached = fleet.vclock.now()
-            # Board time stands still at board_s: whatever the node numbered so far must arrive.
+            # Whatever the node numbered by board_s must arrive: records wait up to send_s for their
+            # batch, so board time runs one batch on, then stands still while the last ones arrive.
             store = store_of(board)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and (store is None or subscriber.records() < store.seq):
-                time.sleep(0.05)
             numbered = store.seq if store is not None else 0
             boot = store.boot if store is not None else None
-            received = subscriber.records()
+            send_s = intervals.get("send_s", 0)
+            if send_s:
+                me.wait(send_s + min(intervals["temp_s"], intervals["vib_s"]) + 1)
+            wanted = {(boot, seq) for seq in range(numbered)}
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not wanted <= subscriber.seqs():
+                time.sleep(0.05)
+            got = subscriber.seqs()
+            received = len(wanted & got)
         finally:
             fleet.close()
             me.leave()
@@ -180,7 +203,9 @@ def run(board_s, intervals, seed=8, profiler=None, keepalive_s=DEFAULT_KEEPALIVE
 
 
 def analyse(messages, intervals, board_s, m):
-    """The report: timing, CPU, load, and the books of what arrived."""
+    """The report: timing, CPU, load, and the books of what arrived: the records sampled before
+    board_s (some arrive in the last batch, after it), the other messages that arrived by board_s."""
+    messages = [msg for msg in messages if msg[0] == "telemetry" or msg[2] <= board_s + 1e-6]
     kinds = Counter(kind for kind, *_ in messages)
     violations, records, lateness, vib = [], [], [], 0
     seqs, last_diag, boots = [], None, set()
@@ -195,7 +220,9 @@ def analyse(messages, intervals, board_s, m):
         if kind != "telemetry":
             continue
         boots.add(obj["boot"])
-        for i, rec in enumerate(obj["r"]):
+        for i, rec in enumerate(records_of(obj)):
+            if rec["up"] / 1000 >= board_s:  # sampled while the last batch was let go
+                continue
             seqs.append((obj["boot"], obj["seq"] + i))
             records.append(rec["up"] / 1000)
             lateness.append(at - rec["up"] / 1000)  # board time from sampling to arrival (boot at board time 0)
@@ -220,8 +247,8 @@ def analyse(messages, intervals, board_s, m):
         "intervals": dict(intervals),
         "records": {
             "expected": expected,  # sampling passes the intervals give from the first record to board_s
-            "numbered": m["numbered"],  # what the node's store numbered (its boot's seq)
-            "received": m["received"],
+            "numbered": m["numbered"],  # what the node's store numbered (its boot's seq) by board_s
+            "received": m["received"],  # of those, how many the subscriber got (after the last batch went)
             "unique_received": len(set(seqs)),
             "with_vibration": vib,
             "expected_with_vibration": expected_records(board_s, {"temp_s": intervals["vib_s"],
@@ -449,6 +476,9 @@ def main():
     parser.add_argument("--board-s", type=float, default=DAY_S, help="board seconds to simulate (a day)")
     parser.add_argument("--intervals", choices=("default", "sim"), default="default",
                         help="the firmware's default intervals (10/30/60 s) or the sim's faster ones (5/10/30 s)")
+    parser.add_argument("--send-s", type=float, default=None,
+                        help="intervals.send_s on the node: records wait up to this long for a batch (default "
+                             "intervals: the firmware's 300; sim intervals: the sim's 0, each record at once)")
     parser.add_argument("--keepalive", type=int, default=DEFAULT_KEEPALIVE_S,
                         help="broker keepalive_s on the node: the firmware's default 30; 0 keeps the sim's 15")
     parser.add_argument("--seed", type=int, default=8)
@@ -458,7 +488,9 @@ def main():
                         help="also sample a run with py-spy (a second run; needs py-spy installed)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    intervals = DEFAULT_INTERVALS if args.intervals == "default" else SIM_INTERVALS
+    intervals = dict(DEFAULT_INTERVALS if args.intervals == "default" else SIM_INTERVALS)
+    if args.send_s is not None:
+        intervals["send_s"] = args.send_s
     began = time.monotonic()
     keepalive = args.keepalive or None
     report = run(args.board_s, intervals, args.seed, keepalive_s=keepalive)
@@ -480,7 +512,7 @@ def main():
             print("py-spy not found (%s): no sampling profile" % args.py_spy)
         else:
             argv = ["--board-s", str(args.board_s), "--intervals", args.intervals, "--keepalive", str(args.keepalive),
-                    "--seed", str(args.seed)]
+                    "--seed", str(args.seed)] + (["--send-s", str(args.send_s)] if args.send_s is not None else [])
             report["py_spy"] = spy_profile(found, argv)
             print_spy(report["py_spy"])
     report["tree"] = tree_state()

@@ -14,7 +14,7 @@ makes the energy right. The band is the bins with lo_hz <= f_k <= hi_hz (hi_hz c
 Why the arithmetic looks like this: on the ESP32 a float is a heap object (every float result
 allocates) and an int of 2**30 or more is a heap bigint; only small ints are free. So each axis
 is done in integers, in preallocated arrays, with floats only in a dozen operations at its end:
-  1. _stats: the sum, minimum and maximum;
+  1. _stats: the sum, minimum and maximum (the three axes in one pass);
   2. _load: d = x * 2**e - mean, with e chosen so that |d| < 2**13 (small signals gain
      resolution; the mean is resolved to 2**-e counts); the sums of d*d and of (d*d >> k)**2 in
      2**29 chunks (RMS, kurtosis); and the windowed samples, even ones as real and odd ones as
@@ -99,27 +99,20 @@ def _shift(chunks):
     return t + (t & 1)
 
 
-_tables = {}  # n -> (cos, sin, window, bitrev, re, im): shared by analyzers of one size
+_tables = {}  # n -> (cos, bitrev, re, im): shared by analyzers of one size
 
 
 def _shared(n):
     t = _tables.get(n)
     if t is None:
         m = n // 2
+        # The one table: cs[k] = cos(2 pi k / n) in Q14, k = 0..n/2. The twiddles W^k = cos - j sin
+        # take sin(2 pi k / n) from it as cs[n/4 - k] (k <= n/4) or cs[k - n/4], and the Hann
+        # window w(t) = (1 - cos(2 pi t / n)) / 2 is (16385 - cs[t]) >> 1, and (16385 + cs[t]) >> 1
+        # half a window on (t < n/2).
         cs = array.array("h", bytes(2 * (m + 1)))
-        sn = array.array("h", bytes(2 * (m + 1)))
-        for k in range(m + 1):  # W^k = (cos - j sin)(2 pi k / n), k = 0..n/2
+        for k in range(m + 1):
             cs[k] = round(_ONE * math.cos(_TWO_PI * k / n))
-            sn[k] = round(_ONE * math.sin(_TWO_PI * k / n))
-        # The window in the order _load reads it: for r, samples 2r, 2r + 1, then the same a
-        # half, a quarter and three quarters of the window on.
-        hw = array.array("h", bytes(2 * n))
-        j = 0
-        for r in range(m >> 2):
-            for t in (2 * r, 2 * r + 1, 2 * r + m, 2 * r + m + 1, 2 * r + (m >> 1), 2 * r + (m >> 1) + 1,
-                      2 * r + m + (m >> 1), 2 * r + m + (m >> 1) + 1):
-                hw[j] = round(_ONE * (0.5 - 0.5 * math.cos(_TWO_PI * t / n)))
-                j += 1
         rev = array.array("h", bytes(m >> 1))  # bit reversals of 0..m/4-1 (all _load needs)
         bits = _bits(m) - 1
         for i in range(m >> 2):
@@ -127,28 +120,51 @@ def _shared(n):
             for b in range(bits):
                 r |= ((i >> b) & 1) << (bits - 1 - b)
             rev[i] = r
-        t = (cs, sn, hw, rev, array.array("i", bytes(4 * m)), array.array("i", bytes(4 * m)))
+        # The FFT's work space: lists of small ints (no allocation per store, and quicker to index
+        # than an array; 4 bytes a slot on the ESP32 like an array("i")).
+        t = (cs, rev, [0] * m, [0] * m, array.array("h", bytes(32)))
         _tables[n] = t
     return t
 
 
-def _stats(buf, a, end, out):
-    """out[0..2] = sum, min, max of buf[a], buf[a + 3], ... before end."""
-    s = 0
-    lo = hi = buf[a]
-    for i in range(a, end, 3):
+def _stats(buf, end, out):
+    """out[a], out[3 + a], out[6 + a] = sum, min, max of axis a (buf[a], buf[a + 3], ... before
+    end), the three axes in one pass."""
+    sx = sy = sz = 0
+    lx = hx = buf[0]
+    ly = hy = buf[1]
+    lz = hz = buf[2]
+    for i in range(0, end, 3):
         x = buf[i]
-        s += x
-        if x < lo:
-            lo = x
-        elif x > hi:
-            hi = x
-    out[0] = s
-    out[1] = lo
-    out[2] = hi
+        sx += x
+        if x < lx:
+            lx = x
+        elif x > hx:
+            hx = x
+        x = buf[i + 1]
+        sy += x
+        if x < ly:
+            ly = x
+        elif x > hy:
+            hy = x
+        x = buf[i + 2]
+        sz += x
+        if x < lz:
+            lz = x
+        elif x > hz:
+            hz = x
+    out[0] = sx
+    out[1] = sy
+    out[2] = sz
+    out[3] = lx
+    out[4] = ly
+    out[5] = lz
+    out[6] = hx
+    out[7] = hy
+    out[8] = hz
 
 
-def _load(buf, a, m, f, g, mf, k, hw, rev, re, im, out):
+def _load(buf, a, m, f, g, mf, k, cs, rev, re, im, out):
     """Pass 2 and the FFT's first two stages, for axis a of m complex points (2m samples).
 
     d = ((x << f) >> g) - mf for each sample (|d| < 2**13); out[0..3] = sum d*d and
@@ -164,7 +180,8 @@ def _load(buf, a, m, f, g, mf, k, hw, rev, re, im, out):
     q2 = q1 + q1
     q3 = q2 + q1
     i = a
-    j = 0
+    j = 0  # 2r: the window's cosines cs[2r], cs[2r + 1] and, a quarter window on, cs[jq], cs[jq + 1]
+    jq = m >> 1
     for r in range(m >> 2):
         # a0 = z[r], a1 = z[r + m/2], a2 = z[r + m/4], a3 = z[r + 3m/4] (bit-reversed neighbours)
         d0 = ((buf[i] << f) >> g) - mf
@@ -176,40 +193,59 @@ def _load(buf, a, m, f, g, mf, k, hw, rev, re, im, out):
         d3 = ((buf[i + q3] << f) >> g) - mf
         e3 = ((buf[i + q3 + 3] << f) >> g) - mf
         i += 6
-        # Eight squares of at most 2**26 and a rest below 2**29 stay below 2**30.
-        s2 += d0 * d0 + e0 * e0 + d1 * d1 + e1 * e1 + d2 * d2 + e2 * e2 + d3 * d3 + e3 * e3
+        # Each square once: u sums the eight (each at most 2**26), t the squares of (d*d >> k).
+        x = d0 * d0
+        y = e0 * e0
+        u = x + y
+        x = (x + kr) >> k
+        y = (y + kr) >> k
+        t = x * x + y * y
+        x = d1 * d1
+        y = e1 * e1
+        u += x + y
+        x = (x + kr) >> k
+        y = (y + kr) >> k
+        t += x * x + y * y
+        x = d2 * d2
+        y = e2 * e2
+        u += x + y
+        x = (x + kr) >> k
+        y = (y + kr) >> k
+        t += x * x + y * y
+        x = d3 * d3
+        y = e3 * e3
+        u += x + y
+        x = (x + kr) >> k
+        y = (y + kr) >> k
+        # A rest below 2**29 plus at most 2**29 stays below 2**30.
+        s2 += u
         if s2 >= _CHUNK:
             s2 -= _CHUNK
             c2 += 1
-        x = (d0 * d0 + kr) >> k
-        y = (e0 * e0 + kr) >> k
-        t = x * x + y * y
-        x = (d1 * d1 + kr) >> k
-        y = (e1 * e1 + kr) >> k
-        t += x * x + y * y
-        x = (d2 * d2 + kr) >> k
-        y = (e2 * e2 + kr) >> k
-        t += x * x + y * y
-        x = (d3 * d3 + kr) >> k
-        y = (e3 * e3 + kr) >> k
         s4 += t + x * x + y * y
         if s4 >= _CHUNK:
             s4 -= _CHUNK
             c4 += 1
         # Windowed (products below 2**27), then the 4-point DFT; 32768 rounds the final >> 16.
-        x = d0 * hw[j] + 32768
-        y = e0 * hw[j + 1] + 32768
-        d0 = d1 * hw[j + 2]
-        e0 = e1 * hw[j + 3]
+        # Samples half a window apart take w and 1 - w: (16385 -+ cos) >> 1.
+        c = cs[j]
+        x = d0 * ((16385 - c) >> 1) + 32768
+        d0 = d1 * ((16385 + c) >> 1)
+        c = cs[j + 1]
+        y = e0 * ((16385 - c) >> 1) + 32768
+        e0 = e1 * ((16385 + c) >> 1)
         b0r = x + d0
         b0i = y + e0
         b1r = x - d0
         b1i = y - e0
-        x = d2 * hw[j + 4]
-        y = e2 * hw[j + 5]
-        d0 = d3 * hw[j + 6]
-        e0 = e3 * hw[j + 7]
-        j += 8
+        c = cs[jq]
+        x = d2 * ((16385 - c) >> 1)
+        d0 = d3 * ((16385 + c) >> 1)
+        c = cs[jq + 1]
+        y = e2 * ((16385 - c) >> 1)
+        e0 = e3 * ((16385 + c) >> 1)
+        j += 2
+        jq += 2
         b2r = x + d0
         b2i = y + e0
         b3r = x - d0
@@ -229,19 +265,160 @@ def _load(buf, a, m, f, g, mf, k, hw, rev, re, im, out):
     out[3] = s4
 
 
-def _fft(re, im, m, n, cs, sn):
+def _twiddles(cs, i, qn, m, tw):
+    """tw[2s], tw[2s + 1] = cos, sin of 2 pi s i / n in Q14, s = 1..7 (s i < n)."""
+    for s in range(1, 8):
+        k = s * i
+        if k <= m:
+            tw[2 * s] = cs[k]
+            tw[2 * s + 1] = cs[qn - k] if k <= qn else cs[k - qn]
+        else:  # past n/2 cos and sin change sign
+            k -= m
+            tw[2 * s] = -cs[k]
+            tw[2 * s + 1] = -cs[qn - k] if k <= qn else -cs[k - qn]
+
+
+def _radix8(re, im, m, n, cs, qn, tw):
+    """Stages 3 to 5 at once: 8 blocks of 4 (at p + 4b) into one of 32; the 8-point DFT of
+    c_s = W^(js) a_rev(s) (W = W_32, rev the 3-bit reversal), halved three times."""
+    u = n >> 5
+    for j in range(4):
+        _twiddles(cs, j * u, qn, m, tw)
+        c1 = tw[2]
+        s1 = tw[3]
+        c2 = tw[4]
+        s2 = tw[5]
+        c3 = tw[6]
+        s3 = tw[7]
+        c4 = tw[8]
+        s4 = tw[9]
+        c5 = tw[10]
+        s5 = tw[11]
+        c6 = tw[12]
+        s6 = tw[13]
+        c7 = tw[14]
+        s7 = tw[15]
+        p = j
+        while p < m:
+            x = re[p + 16]
+            y = im[p + 16]
+            x1 = (c1 * x + s1 * y + 8192) >> 14
+            y1 = (c1 * y - s1 * x + 8192) >> 14
+            x = re[p + 8]
+            y = im[p + 8]
+            x2 = (c2 * x + s2 * y + 8192) >> 14
+            y2 = (c2 * y - s2 * x + 8192) >> 14
+            x = re[p + 24]
+            y = im[p + 24]
+            x3 = (c3 * x + s3 * y + 8192) >> 14
+            y3 = (c3 * y - s3 * x + 8192) >> 14
+            x = re[p + 4]
+            y = im[p + 4]
+            x4 = (c4 * x + s4 * y + 8192) >> 14
+            y4 = (c4 * y - s4 * x + 8192) >> 14
+            x = re[p + 20]
+            y = im[p + 20]
+            x5 = (c5 * x + s5 * y + 8192) >> 14
+            y5 = (c5 * y - s5 * x + 8192) >> 14
+            x = re[p + 12]
+            y = im[p + 12]
+            x6 = (c6 * x + s6 * y + 8192) >> 14
+            y6 = (c6 * y - s6 * x + 8192) >> 14
+            x = re[p + 28]
+            y = im[p + 28]
+            x7 = (c7 * x + s7 * y + 8192) >> 14
+            y7 = (c7 * y - s7 * x + 8192) >> 14
+            x0 = re[p] + 4  # rounds the >> 3 of all eight outputs
+            y0 = im[p] + 4
+            # The even half's 4-point DFT (c0, c2, c4, c6): e0..e3 ...
+            ar = x0 + x4
+            ai = y0 + y4
+            br = x0 - x4
+            bi = y0 - y4
+            x = x2 + x6
+            y = y2 + y6
+            e0r = ar + x
+            e0i = ai + y
+            e2r = ar - x
+            e2i = ai - y
+            x = x2 - x6
+            y = y2 - y6
+            e1r = br + y  # b - j d
+            e1i = bi - x
+            e3r = br - y  # b + j d
+            e3i = bi + x
+            # ... the odd half's (c1, c3, c5, c7), turned by W8^k: o0..o3
+            ar = x1 + x5
+            ai = y1 + y5
+            br = x1 - x5
+            bi = y1 - y5
+            x = x3 + x7
+            y = y3 + y7
+            o0r = ar + x
+            o0i = ai + y
+            o2r = ai - y  # (a - c) times -j
+            o2i = x - ar
+            x = x3 - x7
+            y = y3 - y7
+            ar = br + y  # b - j d, then times (1 - j) / sqrt 2 (11585 = 2**14 / sqrt 2)
+            ai = bi - x
+            o1r = ((ar + ai) * 11585 + 8192) >> 14
+            o1i = ((ai - ar) * 11585 + 8192) >> 14
+            ar = br - y  # b + j d, then times -(1 + j) / sqrt 2
+            ai = bi + x
+            o3r = ((ai - ar) * 11585 + 8192) >> 14
+            o3i = (8192 - (ar + ai) * 11585) >> 14
+            re[p] = (e0r + o0r) >> 3
+            im[p] = (e0i + o0i) >> 3
+            re[p + 16] = (e0r - o0r) >> 3
+            im[p + 16] = (e0i - o0i) >> 3
+            re[p + 4] = (e1r + o1r) >> 3
+            im[p + 4] = (e1i + o1i) >> 3
+            re[p + 20] = (e1r - o1r) >> 3
+            im[p + 20] = (e1i - o1i) >> 3
+            re[p + 8] = (e2r + o2r) >> 3
+            im[p + 8] = (e2i + o2i) >> 3
+            re[p + 24] = (e2r - o2r) >> 3
+            im[p + 24] = (e2i - o2i) >> 3
+            re[p + 12] = (e3r + o3r) >> 3
+            im[p + 12] = (e3i + o3i) >> 3
+            re[p + 28] = (e3r - o3r) >> 3
+            im[p + 28] = (e3i - o3i) >> 3
+            p += 32
+
+
+def _fft(re, im, m, n, cs, tw):
     """Stages 3.. of the in-place FFT of m points (bit-reversed order; _load did stages 1 and 2);
-    each stage halves."""
+    each stage halves. An odd number of them starts with three at once (_radix8), the rest go
+    two at a time."""
+    qn = m >> 1  # n/4: sin(2 pi i / n) = cs[qn - i] for i <= qn, cs[i - qn] above
     h = 4
     while 4 * h <= m:
-        # Stages of size 2h and 4h fused: a0..a3 at p0 = p, p1 = p + h, p2, p3.
+        h <<= 2
+    if h < m:  # an odd number of stages
+        _radix8(re, im, m, n, cs, qn, tw)
+        h = 32
+    else:
+        h = 4
+    while 4 * h <= m:
+        # Stages of size 2h and 4h as one radix-4 stage: a0..a3 at p0 = p, p1 = p + h, p2, p3,
+        # a1, a2, a3 turned by W^2j, W^j, W^3j (W = W_4h), then a 4-point DFT, halved twice.
         step = 4 * h
         u = n // step
         for j in range(h):
-            c1 = cs[2 * j * u]  # W1 = W_2h^j, W2 = W_4h^j (table index: angle * n / 2 pi)
-            s1 = sn[2 * j * u]
-            c2 = cs[j * u]
-            s2 = sn[j * u]
+            i = 2 * j * u  # table index: angle * n / 2 pi, below n/2
+            c1 = cs[i]
+            s1 = cs[qn - i] if i <= qn else cs[i - qn]
+            i = j * u  # below n/4
+            c2 = cs[i]
+            s2 = cs[qn - i]
+            i = 3 * j * u  # below 3n/4: past n/2, cos and sin change sign
+            if i <= m:
+                c3 = cs[i]
+                s3 = cs[qn - i] if i <= qn else cs[i - qn]
+            else:
+                c3 = -cs[i - m]
+                s3 = -cs[qn + m - i]
             p0 = j
             while p0 < m:  # not range(j, m, step): a variable step makes range allocate
                 p1 = p0 + h
@@ -251,61 +428,44 @@ def _fft(re, im, m, n, cs, sn):
                 y = im[p1]
                 tr = (c1 * x + s1 * y + 8192) >> 14
                 ti = (c1 * y - s1 * x + 8192) >> 14
-                x = re[p0] + 2  # rounds the >> 2 of all four outputs (via b0 and b1)
+                x = re[p0] + 2  # rounds the >> 2 of all four outputs
                 y = im[p0] + 2
                 b0r = x + tr
                 b0i = y + ti
                 b1r = x - tr
                 b1i = y - ti
-                x = re[p3]
-                y = im[p3]
-                tr = (c1 * x + s1 * y + 8192) >> 14
-                ti = (c1 * y - s1 * x + 8192) >> 14
                 x = re[p2]
                 y = im[p2]
-                b2r = x + tr
-                b2i = y + ti
-                b3r = x - tr
-                b3i = y - ti
-                tr = (c2 * b2r + s2 * b2i + 8192) >> 14
-                ti = (c2 * b2i - s2 * b2r + 8192) >> 14
-                re[p0] = (b0r + tr) >> 2
-                im[p0] = (b0i + ti) >> 2
-                re[p2] = (b0r - tr) >> 2
-                im[p2] = (b0i - ti) >> 2
-                tr = (c2 * b3r + s2 * b3i + 8192) >> 14
-                ti = (c2 * b3i - s2 * b3r + 8192) >> 14
-                re[p1] = (b1r + ti) >> 2  # the partner twiddle is W2 * -j
-                im[p1] = (b1i - tr) >> 2
-                re[p3] = (b1r - ti) >> 2
-                im[p3] = (b1i + tr) >> 2
+                b2r = (c2 * x + s2 * y + 8192) >> 14
+                b2i = (c2 * y - s2 * x + 8192) >> 14
+                x = re[p3]
+                y = im[p3]
+                tr = (c3 * x + s3 * y + 8192) >> 14
+                ti = (c3 * y - s3 * x + 8192) >> 14
+                b3r = b2r - tr
+                b3i = b2i - ti
+                b2r += tr
+                b2i += ti
+                re[p0] = (b0r + b2r) >> 2
+                im[p0] = (b0i + b2i) >> 2
+                re[p2] = (b0r - b2r) >> 2
+                im[p2] = (b0i - b2i) >> 2
+                re[p1] = (b1r + b3i) >> 2  # b1 - j b3
+                im[p1] = (b1i - b3r) >> 2
+                re[p3] = (b1r - b3i) >> 2  # b1 + j b3
+                im[p3] = (b1i + b3r) >> 2
                 p0 += step
         h = step
-    if h < m:  # an odd number of stages: the last one alone
-        u = n // (2 * h)
-        for p in range(h):
-            c1 = cs[p * u]
-            s1 = sn[p * u]
-            q = p + h
-            x = re[q]
-            y = im[q]
-            tr = (c1 * x + s1 * y + 8192) >> 14
-            ti = (c1 * y - s1 * x + 8192) >> 14
-            x = re[p]
-            y = im[p]
-            re[p] = (x + tr) >> 1
-            im[p] = (y + ti) >> 1
-            re[q] = (x - tr) >> 1
-            im[q] = (y - ti) >> 1
 
 
-def _spectrum(re, im, m, cs, sn, wt):
+def _spectrum(re, im, m, cs, wt):
     """Replace the half-size transform Z (bins 0..m-1) by y_k = X'_k * wt[k] at bins 1..m-1,
     and y_m (Nyquist) at bin 0, where X'_k = 2 * bin k of the real signal."""
     x = (re[0] - im[0]) * 2  # X'_m: Z_0 holds the sums of even and odd samples
     re[0] = x * wt[m]
     im[0] = 0
-    for k in range(1, (m >> 1) + 1):
+    qn = m >> 1  # n/4: sin(2 pi k / n) = cs[qn - k] for k <= qn
+    for k in range(1, qn + 1):
         # A = Z[k] and B = conj(Z[m - k]) give X'_k = (A + B) - j W^k (A - B), and X'_{m-k}
         # from the same four numbers (W^(m-k) = -conj(W^k)).
         t = m - k
@@ -318,7 +478,7 @@ def _spectrum(re, im, m, cs, sn, wt):
         dr = ar - br
         di = ai + bi
         x = cs[k]
-        y = sn[k]
+        y = cs[qn - k]
         p = (x * di - y * dr) >> 14
         q = (x * dr + y * di) >> 14
         x = wt[k]
@@ -384,6 +544,7 @@ class Analyzer:
         self._kv = m * 2 * G * 1000 / (_WMAX * k0 * math.sqrt(3) * _TWO_PI * odr_hz)
         self._rn = 1 / math.sqrt(n)
         self._acc = array.array("i", bytes(4 * 4))
+        self._st = array.array("i", bytes(4 * 9))  # per axis: sum, min, max (_stats)
         self.rms = [0.0, 0.0, 0.0]
         self.pk = [0.0, 0.0, 0.0]
         self.cf = [0.0, 0.0, 0.0]
@@ -397,6 +558,7 @@ class Analyzer:
             raise ValueError("window holds %d values, need %d" % (len(buf), 3 * n))
         krn = scale_g * self._rn
         kv = scale_g * self._kv
+        _stats(buf, 3 * n, self._st)
         for a in range(3):
             self._axis(buf, a, krn, kv, scale_g)
 
@@ -404,12 +566,12 @@ class Analyzer:
         n = self.n
         m = n // 2
         L = self._log2n
-        cs, sn, hw, rev, re, im = self._t
+        cs, rev, re, im, tw = self._t
         acc = self._acc
-        _stats(buf, a, 3 * n, acc)
-        s = acc[0]
-        lo = acc[1]
-        hi = acc[2]
+        st = self._st
+        s = st[a]
+        lo = st[3 + a]
+        hi = st[6 + a]
         if lo == hi:
             self.rms[a] = self.pk[a] = self.cf[a] = self.kurt[a] = self.vel[a] = 0.0
             return
@@ -432,13 +594,13 @@ class Analyzer:
         k = 2 * _bits(pkf) - 13  # so that (d*d >> k) <= 2**13
         if k < 0:
             k = 0
-        _load(buf, a, m, f, g, mf, k, hw, rev, re, im, acc)
+        _load(buf, a, m, f, g, mf, k, cs, rev, re, im, acc)
         t2 = _shift(acc[0])
         v2 = (acc[0] << (29 - t2)) + (acc[1] >> t2)  # sum of d*d = v2 * 2**t2
         t4 = _shift(acc[2])
         v4 = (acc[2] << (29 - t4)) + (acc[3] >> t4)  # sum of (d*d >> k)**2 = v4 * 2**t4
-        _fft(re, im, m, n, cs, sn)
-        _spectrum(re, im, m, cs, sn, self._wt)
+        _fft(re, im, m, n, cs, tw)
+        _spectrum(re, im, m, cs, self._wt)
         # Scale the band's largest |y| to below 2**14 per component: squares stay small.
         top = max(max(re), -min(re), max(im), -min(im))
         sh = _bits(top) - 14

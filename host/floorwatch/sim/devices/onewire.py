@@ -9,6 +9,12 @@ once. Timing that matters to firmware is taken from the board clock: a temperatu
 
 Fault knobs on DS18B20: `present` (unplug; plugging back in is a power-up, so the probe shows
 85.0 C again), `corrupt_next_scratchpad`, `zero_scratchpad`, and `power_cycle()`.
+
+A device on the bus offers `present`, `bus_reset()`, `drive()`, `sample(line)` and `quiet`: True
+while it neither drives the line nor listens (a probe not selected, until the next reset), which
+lets the bus skip it; the line is the same as with it. The bus takes a byte's 8 slots in one loop
+and looks at who is present once a byte (a device unplugged by another thread mid-byte leaves at
+the byte's end).
 """
 
 import time
@@ -33,8 +39,7 @@ COPY_S = 0.010                  # EEPROM write time
 _BUSY = None                    # drive value meaning "0 while busy, 1 when done"
 
 
-def crc8(data):
-    """Dallas/Maxim CRC-8 (X^8 + X^5 + X^4 + 1, reflected 0x8C); over data+crc it gives 0."""
+def _crc8_bitwise(data):
     crc = 0
     for byte in data:
         for _ in range(8):
@@ -43,6 +48,18 @@ def crc8(data):
             if mix:
                 crc ^= 0x8C
             byte >>= 1
+    return crc
+
+
+_CRC8 = bytes(_crc8_bitwise((i,)) for i in range(256))  # the CRC of each byte from crc 0
+
+
+def crc8(data):
+    """Dallas/Maxim CRC-8 (X^8 + X^5 + X^4 + 1, reflected 0x8C); over data+crc it gives 0."""
+    crc = 0
+    table = _CRC8
+    for byte in data:
+        crc = table[crc ^ byte]
     return crc
 
 
@@ -96,29 +113,35 @@ class OneWireBus:
 
     def slot(self, level):
         """One time slot: the master drives `level` (1 = release/read); returns the line level."""
+        return self._slots(level & 1, 1)
+
+    def _slots(self, levels, count):
+        """`count` time slots, the master driving bit i of `levels` in slot i; the line levels seen,
+        bit i for slot i."""
         active = [d for d in self._devices if d.present]
-        line = level
-        for d in active:
-            line &= d.drive()
-        for d in active:
-            d.sample(line)
-        return line
+        seen = 0
+        for i in range(count):
+            line = (levels >> i) & 1
+            for d in active:
+                if not d.quiet:
+                    line &= d.drive()
+            for d in active:
+                if not d.quiet:
+                    d.sample(line)
+            seen |= line << i
+        return seen
 
     def write_bit(self, b):
-        self.slot(1 if b else 0)
+        self._slots(1 if b else 0, 1)
 
     def read_bit(self):
-        return self.slot(1)
+        return self._slots(1, 1)
 
     def write_byte(self, b):
-        for i in range(8):
-            self.slot((b >> i) & 1)
+        self._slots(b & 0xFF, 8)
 
     def read_byte(self):
-        v = 0
-        for i in range(8):
-            v |= self.slot(1) << i
-        return v
+        return self._slots(0xFF, 8)
 
 
 class DS18B20:
@@ -162,7 +185,7 @@ class DS18B20:
         self._conv_end = None
         self._busy_until = None
         self._gen = self._idle()
-        self._drive = next(self._gen)
+        self._drive = next(self._gen)  # sets quiet
 
     # ----- state helpers -----
     @property
@@ -204,6 +227,7 @@ class DS18B20:
 
     # ----- slot interface used by OneWireBus -----
     def bus_reset(self):
+        self.quiet = False
         self._gen = self._rom_layer()
         self._drive = next(self._gen)
 
@@ -219,6 +243,7 @@ class DS18B20:
 
     # ----- protocol coroutines: yield the level to drive, receive the line level -----
     def _idle(self):
+        self.quiet = True  # drives 1 and ignores the line from now on: the bus may skip it
         while True:
             yield 1
 
@@ -234,19 +259,24 @@ class DS18B20:
             for i in range(8):
                 yield (byte >> i) & 1
 
+    # The ROM layer, then the function layer, in one coroutine: the bytes of the common paths (the
+    # commands, match ROM, the scratchpad read) are taken bit by bit in place, not through
+    # `yield from` helpers, since every bus slot resumes each generator of the chain.
     def _rom_layer(self):
-        cmd = yield from self._recv_byte()
+        cmd = 0
+        for i in range(8):
+            line = yield 1
+            cmd |= (line & 1) << i
         if cmd == CMD_SKIP_ROM:
             pass
         elif cmd == CMD_READ_ROM:
             yield from self._send_bytes(self.rom)
         elif cmd == CMD_MATCH_ROM:
-            match = True
             for byte in self.rom:
-                got = yield from self._recv_byte()
-                match = match and got == byte
-            if not match:
-                yield from self._idle()
+                for i in range(8):
+                    line = yield 1
+                    if (line & 1) != (byte >> i) & 1:  # not us: nothing the master writes from here on concerns us
+                        yield from self._idle()
         elif cmd in (CMD_SEARCH_ROM, CMD_ALARM_SEARCH):
             self._settle()
             if cmd == CMD_ALARM_SEARCH and not self._alarm():
@@ -261,10 +291,11 @@ class DS18B20:
                         yield from self._idle()     # the master took the other branch
         else:
             yield from self._idle()
-        yield from self._function_layer()
-
-    def _function_layer(self):
-        cmd = yield from self._recv_byte()
+        # The function layer.
+        cmd = 0
+        for i in range(8):
+            line = yield 1
+            cmd |= (line & 1) << i
         if cmd == CMD_CONVERT_T:
             self._settle()
             if self._conv_end is None:
@@ -278,7 +309,9 @@ class DS18B20:
             elif self.corrupt_next_scratchpad:
                 self.corrupt_next_scratchpad = False
                 data = bytes((data[0] ^ 0x01,)) + data[1:]
-            yield from self._send_bytes(data)
+            for byte in data:
+                for i in range(8):
+                    yield (byte >> i) & 1
         elif cmd == CMD_WRITE_SCRATCHPAD:
             self._th = yield from self._recv_byte()
             self._tl = yield from self._recv_byte()
