@@ -5,11 +5,15 @@
   FULL_RES, JUSTIFY, the zero LSB at 1600/3200 Hz, clipping, round half to even), and a drain
   through the firmware's driver reads the same bytes with read-ahead as with one signal call per
   burst (the old way), for a tabulated signal and for Machine physics.
+- machine.I2C's shortcut for the ADXL345's 6-byte DATAX0 burst (past I2CBus.readfrom_mem_into and
+  ADXL345.read) returns the bytes and leaves the chip and the bus (transactions, register pointer)
+  as the bus path does; an armed fault, an unplugged chip, a power cut at that checkpoint still hit.
 - Machine.acceleration_block: numpy over the window equals a per-sample evaluation of the model.
 - 1-Wire: skipping quiet probes and taking a byte's slots in one loop leave every slot's line level
   as a bus that asks every probe in every slot; the table CRC is the bitwise one.
 """
 
+import errno
 import math
 import random
 from array import array
@@ -18,7 +22,7 @@ import numpy as np
 import pytest
 
 from floorwatch.sim import physics
-from floorwatch.sim.board import Board
+from floorwatch.sim.board import Board, PowerOff
 from floorwatch.sim.devices import onewire
 from floorwatch.sim.devices.adxl345 import ADXL345
 from floorwatch.sim.devices.i2cbus import I2CBus
@@ -180,6 +184,90 @@ def drain_windows(signal, read_ahead, windows=6, n=512, odr=1600, gap_s=7.3, tmp
         out.append(bytes(buf))
         clock.t += gap_s
     return out, dev
+
+
+
+def burst_board(tmp_path, name):
+    """A board with an ADXL345 streaming at 1600 Hz, its machine.I2C, and the bus behind it."""
+    clock = Clock()
+    board = Board(name, seed=1, flash_dir=tmp_path / name, clock=clock)
+    bus = board.i2c_bus(SCL, SDA)
+    dev = bus.attach(ADXL345(clock=clock.now, signal=tabulated(awkward_values(7))))
+    machine = board.runtime.import_module("machine")
+    i2c = machine.I2C(0, scl=machine.Pin(SCL), sda=machine.Pin(SDA))
+    for reg, v in ((0x31, 0x09), (0x2C, 0x0E), (0x38, 0x90), (0x2D, 0x08)):
+        i2c.writeto_mem(0x53, reg, bytes([v]))
+    return board, clock, bus, dev, i2c
+
+
+def test_i2c_burst_shortcut_reads_what_the_bus_path_reads(tmp_path):
+    # One board drains through machine.I2C (the shortcut), the other through the bus itself (the
+    # path every other transfer takes): same bytes, and the same chip and bus afterwards.
+    _, clock_a, bus_a, dev_a, i2c = burst_board(tmp_path, "a")
+    _, clock_b, bus_b, dev_b, _ = burst_board(tmp_path, "b")
+    got_a, got_b = bytearray(), bytearray()
+    buf_a, buf_b = bytearray(6), bytearray(6)
+    for step in range(40):
+        clock_a.t = clock_b.t = step * 0.013                   # ~21 samples a step: overruns too
+        for _ in range(step % 37):                             # more bursts than samples at times
+            i2c.readfrom_mem_into(0x53, 0x32, buf_a)
+            bus_b.readfrom_mem_into(0x53, 0x32, buf_b)
+            got_a += buf_a
+            got_b += buf_b
+        assert i2c.readfrom_mem(0x53, 0x39, 1) == bus_b.readfrom_mem(0x53, 0x39, 1)
+        assert i2c.readfrom_mem(0x53, 0x30, 1) == bus_b.readfrom_mem(0x53, 0x30, 1)
+        assert bus_a._pointers == bus_b._pointers
+        i2c.readfrom_mem_into(0x53, 0x32, buf_a)
+        bus_b.readfrom_mem_into(0x53, 0x32, buf_b)
+        assert buf_a == buf_b and bus_a._pointers == bus_b._pointers
+    assert got_a == got_b and len(set(bytes(got_a[i:i + 6]) for i in range(0, len(got_a), 6))) > 100
+    assert bus_a.transactions == bus_b.transactions > 700
+    assert (dev_a.samples_made, dev_a.samples_lost) == (dev_b.samples_made, dev_b.samples_lost) != (0, 0)
+    assert list(dev_a._q) == list(dev_b._q) and dev_a._last == dev_b._last
+    # Not the burst (another length, another register): the bus path, the same bytes.
+    assert i2c.readfrom_mem(0x53, 0x32, 7) == bus_b.readfrom_mem(0x53, 0x32, 7)
+    buf_a, buf_b = bytearray(2), bytearray(2)
+    i2c.readfrom_mem_into(0x53, 0x34, buf_a)
+    bus_b.readfrom_mem_into(0x53, 0x34, buf_b)
+    assert buf_a == buf_b
+
+
+def test_i2c_burst_shortcut_still_sees_faults_and_checkpoints(tmp_path):
+    board, clock, bus, dev, i2c = burst_board(tmp_path, "f")
+    buf = bytearray(6)
+    clock.t = 0.1
+    i2c.readfrom_mem_into(0x53, 0x32, buf)
+    bus.fail(0x53, errno.ETIMEDOUT, count=2)                  # a bus held low, two transfers
+    for _ in range(2):
+        with pytest.raises(OSError) as e:
+            i2c.readfrom_mem_into(0x53, 0x32, buf)
+        assert e.value.args[0] == errno.ETIMEDOUT
+    made = dev.samples_made
+    i2c.readfrom_mem_into(0x53, 0x32, buf)
+    bus.inject_error(errno.EIO)                                 # whatever the next transfer is
+    with pytest.raises(OSError) as e:
+        i2c.readfrom_mem_into(0x53, 0x32, buf)
+    assert e.value.args[0] == errno.EIO
+    dev.present = False                                         # unplugged: NACK, ENODEV
+    with pytest.raises(OSError) as e:
+        i2c.readfrom_mem_into(0x53, 0x32, buf)
+    assert e.value.args[0] == errno.ENODEV
+    dev.present = True
+    bus.fail(0x53, errno.ENODEV)                                # until healed
+    with pytest.raises(OSError):
+        i2c.readfrom_mem_into(0x53, 0x32, buf)
+    bus.heal(0x53)
+    left = len(dev._q)
+    i2c.readfrom_mem_into(0x53, 0x32, buf)
+    assert len(dev._q) == left - 1 and dev.samples_made == made
+    # Every burst is a checkpoint: a power cut armed for the third operation lands on the third burst.
+    board.cut_power_after(3)
+    i2c.readfrom_mem_into(0x53, 0x32, buf)
+    i2c.readfrom_mem_into(0x53, 0x32, buf)
+    with pytest.raises(PowerOff):
+        i2c.readfrom_mem_into(0x53, 0x32, buf)
+    assert len(dev._q) == left - 3                              # the cut came before the chip saw it
+
 
 
 @pytest.mark.parametrize("source", ["tabulated", "normal", "imbalance", "bearing"])
