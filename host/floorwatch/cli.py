@@ -48,6 +48,23 @@ class Speed(click.ParamType):
         return number
 
 
+class Processes(click.ParamType):
+    """--processes: a whole number from 1, or "auto" (one per CPU)."""
+
+    name = "processes"
+
+    def convert(self, value, param, ctx):
+        if value == "auto":
+            return os.cpu_count() or 1
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail("%r is not a whole number from 1, nor auto" % value, param, ctx)
+        if number < 1:
+            self.fail("%s is not in the range x>=1 (or auto)" % value, param, ctx)
+        return number
+
+
 def _faults(ctx, param, value):
     if value is None:
         return None
@@ -85,10 +102,18 @@ def _faults(ctx, param, value):
                    "--broker is an error; by default it is left out when the broker is not ours." % ", ".join(FAULT_CLASSES))
 @click.option("--intensity", default=1.0, show_default=True, type=click.FloatRange(0, 1000, min_open=True),
               metavar="X", help="chaos: X times the default fault rates (a few faults per board per day).")
-def sim(boards, broker, plain, duration, seed, site, scenario, onset, speed, report_path, faults, intensity):
+@click.option("--processes", default="1", show_default=True, type=Processes(), metavar="P|auto",
+              help="Run the boards in P worker processes (auto: one per CPU), so that they use more than one "
+                   "core; not with --scenario chaos. At most one per board.")
+def sim(boards, broker, plain, duration, seed, site, scenario, onset, speed, report_path, faults, intensity,
+        processes):
     """Run simulated boards (the real firmware on CPython) with a live table, or a chaos campaign."""
     if broker is not None and plain:
         raise click.UsageError("--plain is for the private broker: leave out --broker")
+    processes = min(processes, boards)
+    if processes > 1 and scenario == "chaos":
+        raise click.UsageError("--processes above 1 is for the live table: a chaos campaign drives its boards' "
+                               "faults and clock from one process")
     if scenario == "chaos":
         if broker is not None and (broker.tls or broker.user):
             raise click.UsageError("--scenario chaos runs against a plain, anonymous broker: mqtt://HOST[:PORT] "
@@ -102,11 +127,21 @@ def sim(boards, broker, plain, duration, seed, site, scenario, onset, speed, rep
             raise click.UsageError("%s is for --scenario chaos" % name)
     if speed == "max":
         raise click.UsageError("--speed max is for --scenario chaos (the live table runs on scaled time)")
-    from .sim import live
+    failures = []
+    if processes > 1:
+        from .sim import shard
 
-    views = live.run(boards, broker, duration, seed, site, scenario=scenario, speed=speed, onset_s=onset, plain=plain)
+        views, failures = shard.run(boards, broker, duration, seed, site, processes, scenario=scenario, speed=speed,
+                                    onset_s=onset, plain=plain)
+    else:
+        from .sim import live
+
+        views = live.run(boards, broker, duration, seed, site, scenario=scenario, speed=speed, onset_s=onset,
+                         plain=plain)
     online = sum(1 for v in views if v.records)
     click.echo("%d of %d boards published telemetry; %d records in all" % (online, boards, sum(len(v.records) for v in views)))
+    if failures:
+        raise click.ClickException("; ".join(failures))
 
 
 def _chaos(boards, broker_url, duration, seed, site, speed, report_path, faults, intensity):

@@ -16,11 +16,17 @@ Every board logs in as its device id with a password of its own: `passwords` ({d
 password}) when given, so a broker dir can register them before the fleet exists, else new ones
 (`fleet.passwords` has them either way). `ca` (the CA certificate, PEM text) makes the boards
 connect over TLS, checking the broker's certificate against it and its host name.
+
+`start(stagger_s)` spreads the power-ons over that many wall seconds. `indices` makes the Fleet
+object hold only those boards (numbers in range(count)) of a fleet of `count`, each named and
+seeded as in the whole fleet: sim/shard.py runs one fleet over several processes this way.
+`keepalive_s` replaces the sim's MQTT keepalive (15 s; the node's default is 30).
 """
 
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from .. import boards
@@ -62,6 +68,22 @@ def make_clocks(speed, count):
 
 def device_id(index):
     return "sim-%03d" % (index + 1)
+
+
+def raise_fd_limit():
+    """Raise this process's soft limit on open files to its hard limit (idempotent): a board holds
+    a TCP socket and an eventfd while it runs, so a few thousand boards pass the usual soft 1024.
+    Processes started afterwards (mosquitto, the shard workers) inherit the raised limit."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # e.g. a hard limit above what the kernel allows (RLIM_INFINITY on macOS): keep the soft one
 
 
 def board_config(index, site, host, port, board_def, seed, ap, intervals=None, thresholds=None, password=None,
@@ -118,15 +140,19 @@ def wire(board, config, machine):
 class Fleet:
     def __init__(self, count, host, port, site="sim", seed=0, board_name="esp32-devkitc",
                  workdir=None, mode="normal", intervals=None, speed=1.0, thresholds=None, onset_s=ONSET_S,
-                 passwords=None, ca=None):
+                 passwords=None, ca=None, indices=None, keepalive_s=None):
         self.board_def = boards.load(board_name)
         self._tmp = None if workdir else tempfile.mkdtemp(prefix="floorwatch-sim-")
         self.workdir = Path(workdir or self._tmp)
         self.boards = []
         self.machines = []
         self.passwords = dict(passwords or {})  # device id -> its broker password, for a broker that checks them
-        self.vclock, clocks = make_clocks(speed, count)
-        for index, clock in enumerate(clocks):
+        indices = range(count) if indices is None else list(indices)
+        if any(not 0 <= index < count for index in indices):
+            raise ValueError("board indices must be in range(%d)" % count)
+        self.count, self.indices = count, list(indices)
+        self.vclock, clocks = make_clocks(speed, len(indices))
+        for index, clock in zip(indices, clocks):
             board_seed = seed * 100003 + index + 1
             ap = WifiAccessPoint("floorwatch-sim", "sim-wifi-%d" % board_seed)
             machine = Machine.for_scenario(board_seed, mode, onset_s, clock=clock.now)
@@ -134,6 +160,8 @@ class Fleet:
                           chip=self.board_def["chip"], ap=ap, clock=clock)
             config = board_config(index, site, host, port, self.board_def, board_seed, ap, intervals, thresholds,
                                   self.passwords.get(device_id(index)), ca)
+            if keepalive_s is not None:
+                config["broker"]["keepalive_s"] = keepalive_s
             self.passwords[board.device_id] = config["broker"]["password"]
             (board.flash_dir / "config.json").write_text(json.dumps(config, indent=1))
             wire(board, config, machine)
@@ -144,13 +172,31 @@ class Fleet:
         """Simulated seconds that every board has lived through (the slowest board's clock)."""
         return min(board.clock.now() for board in self.boards)
 
-    def start(self):
-        for board in self.boards:
+    def start(self, stagger_s=0.0):
+        """Power every board on; with `stagger_s`, board number i of the fleet's `count` at
+        i / count x stagger_s wall seconds from now (returning when the last is on), as a plant's
+        nodes are not all powered in the same second: their readings then do not all fall due
+        in the same second either, for ever after."""
+        if stagger_s and self.vclock is not None:
+            raise ValueError("stagger_s is wall time: not with a virtual clock (speed max)")
+        raise_fd_limit()  # two descriptors a board (its TCP socket, its wake-up eventfd)
+        t0 = time.monotonic()
+        for board, index in zip(self.boards, self.indices):
+            if stagger_s:
+                delay = t0 + stagger_s * index / self.count - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
             board.power_on()
 
-    def stop(self):
+    def stop(self, timeout=5.0):
+        """Cut every board's power, then give their threads `timeout` seconds in all to end: one
+        board at a time would cost a thread switch each, seconds for a big fleet on a busy host."""
         for board in self.boards:
-            board.power_off()
+            board.power_off(timeout=0)
+        end = time.monotonic() + timeout
+        for board in self.boards:
+            if board.thread is not None:
+                board.thread.join(max(0.0, end - time.monotonic()))
 
     def close(self):
         self.stop()

@@ -14,10 +14,21 @@ Resolution order for `import name` (as MicroPython's sys.path ['', '.frozen', 'l
    `firmware/lib/`;
 3. a stateless standard module both interpreters share (json, struct, math, ...).
 Anything else raises ImportError, as it would on the board.
+
+Looking a module up asks the directories what they hold, not the files one by one: a boot imports
+some 30 modules through 4 roots, a few hundred stat() calls that way, and every system call lets the
+interpreter lock go, which a thousand boards booting at once turn into a convoy. A Runtime lists
+each directory once (os.scandir). The flash's listings hold for the boot, and the fake `os` drops
+them whenever the firmware creates, renames or removes anything (forget_listings); files a host
+program puts on a running board's flash are seen from its next boot. The firmware directories are
+the same for every board and never written by one: their listings are shared by all Runtimes of
+the process and checked against the directory's mtime once a boot. Each module's code is still
+checked against its file's mtime (_compile), so an edited firmware file is what the next boot runs.
 """
 
 import builtins
 import importlib
+import os
 import types
 from pathlib import Path
 
@@ -30,6 +41,16 @@ SHARED = ("json", "struct", "math", "array", "binascii", "errno", "hashlib", "co
 ALIASES = {"u" + name: name for name in FAKES + SHARED}
 
 _code_cache = {}  # path -> (mtime_ns, code): compile each firmware file once for all boards
+_shared_listings = {}  # firmware directory -> (its mtime_ns, its listing): for all Runtimes (see above)
+
+
+def _scan(directory):
+    """{name: "d" (directory) or "f" (regular file) or "?"} of a directory; {} when there is none."""
+    try:
+        with os.scandir(directory) as entries:
+            return {e.name: "d" if e.is_dir() else "f" if e.is_file() else "?" for e in entries}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
 
 
 def _compile(path):
@@ -49,6 +70,8 @@ class Runtime:
         self.firmware = firmware
         self.path = [board.flash_dir, board.flash_dir / "lib", firmware, firmware / "lib"]
         self.modules = {}
+        self._flash = str(board.flash_dir)
+        self._listings = {}  # directory (str) -> _scan() of it, for this boot (see the module docstring)
         self.builtins = dict(vars(builtins))
         self.builtins["__import__"] = self._import
         self.builtins["print"] = board.print
@@ -75,6 +98,10 @@ class Runtime:
             return False
         exec(_compile(path), self._globals("__main__", path))
         return True
+
+    def forget_listings(self):
+        """The firmware changed the flash's contents: look again at the next import."""
+        self._listings.clear()
 
     def run_main(self, main=True):
         """boot.py, then main.py unless told not to (a soft reset from the raw REPL skips it)."""
@@ -116,17 +143,44 @@ class Runtime:
             source = self._source(base)
             if source is not None:
                 return self._exec_module(name, source, None)
-            if base.is_dir():
+            if self._kind(base) == "d":
                 return self._exec_module(name, self._source(base / "__init__"), [str(base)])
         return None
 
     def _source(self, base):
         """The code for module file `base` (no suffix): base.py, or the source base.mpy was built from."""
-        if base.with_suffix(".py").is_file():
+        entries = self._entries(base.parent)
+        if entries.get(base.name + ".py") == "f":
             return base.with_suffix(".py")
-        if base.with_suffix(".mpy").is_file():
+        if entries.get(base.name + ".mpy") == "f":
             return self._mpy_source(base.with_suffix(".mpy"))
         return None
+
+    def _kind(self, path):
+        """"d", "f", "?" or None (nothing there) for a path, from its directory's listing."""
+        return self._entries(path.parent).get(path.name)
+
+    def _entries(self, directory):
+        key = str(directory)
+        listing = self._listings.get(key)
+        if listing is None:
+            if key == self._flash or key.startswith(self._flash + os.sep):
+                listing = _scan(key)
+            else:
+                listing = self._shared(key)
+            self._listings[key] = listing
+        return listing
+
+    @staticmethod
+    def _shared(directory):
+        try:
+            mtime = os.stat(directory).st_mtime_ns
+        except OSError:
+            return {}
+        cached = _shared_listings.get(directory)
+        if cached is None or cached[0] != mtime:
+            cached = _shared_listings[directory] = (mtime, _scan(directory))
+        return cached[1]
 
     def _exec_module(self, name, path, package_path):
         module = types.ModuleType(name)
@@ -155,7 +209,7 @@ class Runtime:
     def _find_file(self, name):
         for root in (self.board.flash_dir, self.firmware):  # flash first, then "frozen"
             candidate = Path(root) / name
-            if candidate.is_file():
+            if self._kind(candidate) == "f":
                 return candidate
         return None
 

@@ -42,9 +42,20 @@ def module(board):
         except OSError as exc:
             raise OSError(exc.errno or errno.EIO) from None
 
+    def _changing(function, *args):
+        """_call for what may add, move or remove a name on the flash: the runtime's directory
+        listings (module lookup) are then out of date."""
+        try:
+            return _call(function, *args)
+        finally:
+            runtime = getattr(board, "runtime", None)
+            if runtime is not None:
+                runtime.forget_listings()
+
     def open_file(path, mode="r", *args, **kwargs):
         if any(c in mode for c in "wax+"):
             board.check_flash_write()
+            return File(board, _changing(open, host_path(path), mode, *args))
         return File(board, _call(open, host_path(path), mode, *args))
 
     def listdir(path=""):
@@ -80,10 +91,10 @@ def module(board):
     return new_module(
         "os", __doc__, open_file=open_file, listdir=listdir, ilistdir=ilistdir, stat=stat,
         statvfs=statvfs, chdir=chdir, getcwd=lambda: state["cwd"], uname=uname,
-        remove=lambda path: _call(_host_os.remove, host_path(path)),
-        rename=lambda old, new: _call(_host_os.replace, host_path(old), host_path(new)),
-        mkdir=lambda path: _call(_host_os.mkdir, host_path(path)),
-        rmdir=lambda path: _call(_host_os.rmdir, host_path(path)),
+        remove=lambda path: _changing(_host_os.remove, host_path(path)),
+        rename=lambda old, new: _changing(_host_os.replace, host_path(old), host_path(new)),
+        mkdir=lambda path: _changing(_host_os.mkdir, host_path(path)),
+        rmdir=lambda path: _changing(_host_os.rmdir, host_path(path)),
         sync=lambda: None, urandom=lambda n: bytes(board.rng.getrandbits(8) for _ in range(n)),
         dupterm=lambda stream=None, index=0: None, sep="/",
     )

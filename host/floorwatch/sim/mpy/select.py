@@ -51,10 +51,12 @@ def module(board):
                 raise OSError(errno.ENOENT)
             self._masks[obj] = eventmask
 
-        def _ready_now(self):
-            """[(obj, events)] for the registered objects that are ready, without waiting."""
+        def _ready_now(self, host=True):
+            """[(obj, events)] for the registered objects that are ready, without waiting. Without
+            `host`, only what needs no system call: closed sockets, and data the board already
+            holds (read ahead, or decrypted by TLS) that the host descriptor does not show."""
             ready = []
-            host = _host.poll()
+            poller = _host.poll() if host else None
             fds = {}
             for obj, mask in self._masks.items():
                 sock = obj._sock
@@ -64,31 +66,47 @@ def module(board):
                     continue
                 if not _reachable(obj):
                     continue
-                if mask & POLLIN and getattr(sock, "pending", lambda: 0)():
-                    ready.append((obj, POLLIN))  # TLS data already decrypted: the fd may look idle
+                if mask & POLLIN and (obj._pending() or getattr(sock, "pending", _nothing)()):
+                    ready.append((obj, POLLIN))  # already on the board: the fd may look idle
                     continue
-                fds[fd] = obj
-                host.register(fd, _translate(mask, _TO_HOST))
+                if host:
+                    fds[fd] = obj
+                    poller.register(fd, _translate(mask, _TO_HOST))
             if fds:
-                for fd, revents in host.poll(0):
-                    events = _translate(revents, _FROM_HOST) & (self._masks[fds[fd]] | POLLERR | POLLHUP | POLLNVAL)
-                    if events:
-                        ready.append((fds[fd], events))
+                ready.extend(self._events(poller.poll(0), fds))
+            return ready
+
+        def _events(self, host_events, fds):
+            """[(obj, events)] from the host's [(fd, revents)] for the objects of fds {fd: obj}."""
+            ready = []
+            for fd, revents in host_events:
+                obj = fds.get(fd)
+                if obj is None or obj not in self._masks:
+                    continue
+                events = _translate(revents, _FROM_HOST) & (self._masks[obj] | POLLERR | POLLHUP | POLLNVAL)
+                if events:
+                    ready.append((obj, events))
             return ready
 
         def _watch(self):
-            """{host fd: mask} of the sockets a wait should wake for."""
-            watch = {}
+            """({host fd: mask}, {host fd: obj}) of the sockets a wait should wake for."""
+            watch, fds = {}, {}
             for obj, mask in self._masks.items():
                 fd = obj._sock.fileno()
                 if fd >= 0 and _open(obj) and _reachable(obj):
                     watch[fd] = _translate(mask, _TO_HOST)
-            return watch
+                    fds[fd] = obj
+            return watch, fds
 
         def poll(self, timeout=-1):
             board.checkpoint()
-            ready = self._ready_now()
-            if ready or timeout == 0:
+            if timeout == 0:
+                return self._ready_now()
+            # What is ready already without a system call; the wait's own poll sees the rest at
+            # once (every system call lets the interpreter lock go: a wait that data ends costs one
+            # host poll, one that times out two).
+            ready = self._ready_now(host=False)
+            if ready:
                 return ready
             seconds = math.inf if timeout is None or timeout < 0 else timeout / 1000
             end = board.clock.now() + seconds
@@ -96,12 +114,11 @@ def module(board):
                 left = end - board.clock.now()
                 if left <= 0:
                     return []
-                watch = self._watch()
-                if watch:
-                    board.sleep(left, watch)
-                else:
-                    board.sleep(left)
-                ready = self._ready_now()
+                watch, fds = self._watch()
+                woke = board.sleep(left, watch) if watch else board.sleep(left)
+                ready = [(obj, events) for obj, events in self._events(woke, fds) if _open(obj) and _reachable(obj)]
+                if not woke:  # time is up, or the wait did not poll at all (a virtual clock's jump)
+                    ready = self._ready_now()
                 if ready:
                     return ready
 
@@ -129,6 +146,10 @@ def module(board):
         "select", __doc__, poll=Poll, select=select, POLLIN=POLLIN, POLLOUT=POLLOUT,
         POLLERR=POLLERR, POLLHUP=POLLHUP,
     )
+
+
+def _nothing():
+    return 0
 
 
 def _translate(mask, pairs):

@@ -16,6 +16,14 @@ VirtualClock board time stands still while the board waits on its socket for up 
 wall time (a loopback broker answers far sooner, so its replies take no board time); after that the
 board lets time run (`clock.park`) and the timeout comes in board time. The host sockets send
 without Nagle's delay, so umqtt's several small writes per packet do not cost a round trip each.
+
+Cost. Thousands of boards share one interpreter lock, and every host system call a board makes
+lets the lock go (and, on a busy host, waits to get it back). So the host socket is non-blocking
+for good: an operation is tried at once and only when it cannot go on does the board poll the
+descriptor (no timeout to set before each call, no poll before a call that would not block); and
+reads take what the host has, up to _READ_AHEAD bytes, keeping the rest for the next read (as
+lwIP's receive buffer would hold it), so the 3-5 small reads umqtt makes per MQTT packet cost
+one system call.
 """
 
 import errno
@@ -32,6 +40,7 @@ CONNECT_TIMEOUT_S = 5.0  # a blocking connect's limit when the firmware set none
 IO_GRACE_S = 0.2  # wall seconds a board waits on a host socket before letting virtual time run
 _SLICE_S = 0.2  # longest host wait between checks for power cuts and resets
 _PARKED_SLICE_S = 0.05  # once time runs: how soon the board sees its board-time deadline come
+_READ_AHEAD = 4096  # bytes a read asks the host for, whatever the firmware asked (see Cost)
 _OWN = object()  # "the socket's own timeout"
 
 
@@ -65,6 +74,9 @@ def module(board):
         def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=IPPROTO_TCP):
             self._sock = _host.socket(_host.AF_INET, _host.SOCK_STREAM)
             self._sock.setsockopt(_host.IPPROTO_TCP, _host.TCP_NODELAY, 1)  # see the module docstring
+            self._sock.setblocking(False)  # for good: see Cost in the module docstring
+            self._nonblocking = self._sock  # the host socket made so (ssl puts a TLS one in its place)
+            self._rbuf, self._rpos = b"", 0  # read ahead from the host; the firmware has taken _rbuf[:_rpos]
             self._timeout = None  # None = blocking forever, 0 = non-blocking
             self._addr = None  # the peer, once connected
             self._dead = False  # the peer became unreachable while connected: traffic vanishes for good
@@ -79,12 +91,11 @@ def module(board):
                 board.sleep(timeout)
                 raise OSError(errno.ETIMEDOUT)
             try:
-                self._sock.setblocking(False)
                 code = self._sock.connect_ex(addr)
                 if code in (errno.EINPROGRESS, errno.EAGAIN):
                     if self._timeout == 0:
                         raise OSError(errno.EINPROGRESS)
-                    self._wait(self._connected, timeout=timeout)
+                    self._wait(self._connected, timeout=timeout, writing=True)
                 elif code:
                     raise OSError(code, "")
             except ConnectionRefusedError:
@@ -95,11 +106,11 @@ def module(board):
             self._addr = addr
 
         def _connected(self):
-            """One step of a connect in progress: done, or host timeout after the slice."""
+            """A connect in progress: True once done; BlockingIOError while it goes on."""
             poller = _host_select.poll()
             poller.register(self._sock.fileno(), _host_select.POLLOUT)
-            if not poller.poll(math.ceil(self._sock.gettimeout() * 1000)):
-                raise _host.timeout()
+            if not poller.poll(0):
+                raise BlockingIOError(errno.EINPROGRESS, "")
             code = self._sock.getsockopt(_host.SOL_SOCKET, _host.SO_ERROR)
             if code:
                 raise OSError(code, "")
@@ -115,6 +126,7 @@ def module(board):
         def abort(self):
             """Power cut: the socket dies with the board (the peer sees the connection drop)."""
             board.sockets.discard(self)
+            self._rbuf, self._rpos = b"", 0
             try:
                 self._sock.close()
             except OSError:
@@ -145,36 +157,30 @@ def module(board):
 
         # --- I/O ---
         def _wait(self, op, *args, timeout=_OWN, writing=False):
-            """Run a host socket call in short slices so power cuts and resets get through.
+            """Run a host socket call, waiting for the socket in short slices so power cuts and
+            resets get through: the call is tried at once (the host socket never blocks), and
+            while it cannot go on the board polls the descriptor for up to a slice, then tries
+            again, until the timeout.
 
             Under a virtual clock the board holds time still for IO_GRACE_S of wall time, then
             parks: time runs on, and the call times out when board time reaches its deadline.
             """
             timeout = self._timeout if timeout is _OWN else timeout
             deadline = None if timeout is None else board.clock.now() + timeout
-            started = _host_time.monotonic()
+            started = None  # wall time of the first try that could not go on
             parked = False
+            if self._sock is not self._nonblocking:  # a TLS socket put in place since (ssl.wrap_socket)
+                self._sock.setblocking(False)
+                self._nonblocking = self._sock
             try:
                 while True:
                     _need_link(errno.ECONNABORTED)
                     if self._vanishing():
                         return self._vanish(args[0] if writing else None, timeout, deadline)
-                    slice_s = 0.0
-                    if timeout != 0:
-                        slice_s = _PARKED_SLICE_S if parked else _SLICE_S
-                        if deadline is not None:
-                            slice_s = max(0.0, min(slice_s, deadline - board.clock.now()))
                     try:
-                        self._sock.settimeout(slice_s)
                         return op(*args)
-                    except (_host.timeout, BlockingIOError):
-                        if timeout == 0:
-                            return None
-                        if deadline is not None and board.clock.now() >= deadline:
-                            raise OSError(errno.ETIMEDOUT)
-                        if not parked and _host_time.monotonic() - started >= IO_GRACE_S:
-                            _park(deadline)
-                            parked = True
+                    except BlockingIOError:
+                        pass
                     except ConnectionResetError:
                         raise OSError(errno.ECONNRESET)
                     except BrokenPipeError:
@@ -182,9 +188,48 @@ def module(board):
                     except OSError as exc:
                         board.checkpoint()  # a power cut closed it under us (EBADF): report the cut
                         raise OSError(exc.errno or errno.ECONNABORTED)
+                    if timeout == 0:
+                        return None
+                    if deadline is not None and board.clock.now() >= deadline:
+                        raise OSError(errno.ETIMEDOUT)
+                    now = _host_time.monotonic()
+                    if started is None:
+                        started = now
+                    elif not parked and now - started >= IO_GRACE_S:
+                        _park(deadline)
+                        parked = True
+                    slice_s = _PARKED_SLICE_S if parked else _SLICE_S
+                    if deadline is not None:
+                        slice_s = max(0.0, min(slice_s, deadline - board.clock.now()))
+                    self._ready(writing, slice_s)
             finally:
                 if parked:
                     _unpark()
+
+        def _ready(self, writing, seconds):
+            """Wait up to `seconds` of wall time for the host socket to be writable or readable."""
+            fd = self._sock.fileno()
+            if fd < 0:  # closed under us by a power cut: the next try reports it
+                return
+            poller = _host_select.poll()
+            poller.register(fd, _host_select.POLLOUT if writing else _host_select.POLLIN)
+            poller.poll(math.ceil(seconds * 1000))
+
+        def _recv(self, n):
+            """Up to n bytes: what was read ahead, else one host read of up to _READ_AHEAD bytes,
+            the rest kept; b"" at end of stream; BlockingIOError when nothing is there."""
+            buf, at = self._rbuf, self._rpos
+            if at >= len(buf):
+                buf, at = self._sock.recv(max(n, _READ_AHEAD)), 0
+                if len(buf) <= n:
+                    self._rbuf, self._rpos = b"", 0
+                    return buf
+            self._rbuf, self._rpos = buf, min(at + n, len(buf))
+            return buf[at:at + n]
+
+        def _pending(self):
+            """Bytes read ahead and not yet taken (the fake select sees them as readable)."""
+            return len(self._rbuf) - self._rpos
 
         def _vanish(self, data, timeout, deadline):
             """Traffic to an unreachable peer: a write "succeeds", a read waits out its timeout."""
@@ -199,7 +244,7 @@ def module(board):
             if n is None or n < 0:  # everything until end of stream (or, non-blocking, until none waits)
                 data = bytearray()
                 while True:
-                    chunk = self._wait(self._sock.recv, 4096)
+                    chunk = self._wait(self._recv, _READ_AHEAD)
                     if chunk is None and not data:
                         return None
                     if not chunk:
@@ -207,7 +252,7 @@ def module(board):
                     data += chunk
             data = bytearray()
             while len(data) < n:
-                chunk = self._wait(self._sock.recv, n - len(data))
+                chunk = self._wait(self._recv, n - len(data))
                 if chunk is None:  # non-blocking and nothing (more) waiting
                     return bytes(data) if data else None
                 if not chunk:
