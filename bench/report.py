@@ -79,8 +79,10 @@ def _fleet_size(d):
     steps = d["steps"]
     passed = [s for s in steps if s["passed"]]
     best = max(passed, key=lambda s: s["n"]) if passed else None
-    tried = ", ".join("%d %s" % (s["n"], "pass" if s["passed"] else "fail") for s in steps)
-    return [("simulated boards in one sim process, real time, >= %g %% of telemetry on time" % d["target_on_time_pct"],
+    tried = ", ".join("%d over %d process%s %s" % (s["n"], s.get("processes", 1), "" if s.get("processes", 1) == 1 else "es",
+                                                  "pass" if s["passed"] else "fail") for s in steps)
+    return [("simulated boards in one `floorwatch sim` (worker processes as tried), real time, >= %g %% of telemetry on time"
+             % d["target_on_time_pct"],
              "%s (tried: %s)" % (best["n"] if best else "none", tried), ">= %d" % d["target_n"],
              bool(best) and best["n"] >= d["target_n"]),
             ("memory per simulated board (RSS / N at the largest passing N)",
