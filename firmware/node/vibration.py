@@ -278,90 +278,11 @@ def _twiddles(cs, i, qn, m, tw):
             tw[2 * s + 1] = -cs[qn - k] if k <= qn else -cs[k - qn]
 
 
-def _radix8_0(re, im, m):
-    """_radix8's butterflies at j = 0, whose twiddles are all 1 (a Q14 product by 16384, rounded,
-    gives x back): the same results without the 14 products each."""
-    p = 0
-    while p < m:
-        x1 = re[p + 16]
-        y1 = im[p + 16]
-        x2 = re[p + 8]
-        y2 = im[p + 8]
-        x3 = re[p + 24]
-        y3 = im[p + 24]
-        x4 = re[p + 4]
-        y4 = im[p + 4]
-        x5 = re[p + 20]
-        y5 = im[p + 20]
-        x6 = re[p + 12]
-        y6 = im[p + 12]
-        x7 = re[p + 28]
-        y7 = im[p + 28]
-        x0 = re[p] + 4  # rounds the >> 3 of all eight outputs
-        y0 = im[p] + 4
-        # The even half's 4-point DFT (c0, c2, c4, c6): e0..e3 ...
-        ar = x0 + x4
-        ai = y0 + y4
-        br = x0 - x4
-        bi = y0 - y4
-        x = x2 + x6
-        y = y2 + y6
-        e0r = ar + x
-        e0i = ai + y
-        e2r = ar - x
-        e2i = ai - y
-        x = x2 - x6
-        y = y2 - y6
-        e1r = br + y  # b - j d
-        e1i = bi - x
-        e3r = br - y  # b + j d
-        e3i = bi + x
-        # ... the odd half's (c1, c3, c5, c7), turned by W8^k: o0..o3
-        ar = x1 + x5
-        ai = y1 + y5
-        br = x1 - x5
-        bi = y1 - y5
-        x = x3 + x7
-        y = y3 + y7
-        o0r = ar + x
-        o0i = ai + y
-        o2r = ai - y  # (a - c) times -j
-        o2i = x - ar
-        x = x3 - x7
-        y = y3 - y7
-        ar = br + y  # b - j d, then times (1 - j) / sqrt 2 (11585 = 2**14 / sqrt 2)
-        ai = bi - x
-        o1r = ((ar + ai) * 11585 + 8192) >> 14
-        o1i = ((ai - ar) * 11585 + 8192) >> 14
-        ar = br - y  # b + j d, then times -(1 + j) / sqrt 2
-        ai = bi + x
-        o3r = ((ai - ar) * 11585 + 8192) >> 14
-        o3i = (8192 - (ar + ai) * 11585) >> 14
-        re[p] = (e0r + o0r) >> 3
-        im[p] = (e0i + o0i) >> 3
-        re[p + 16] = (e0r - o0r) >> 3
-        im[p + 16] = (e0i - o0i) >> 3
-        re[p + 4] = (e1r + o1r) >> 3
-        im[p + 4] = (e1i + o1i) >> 3
-        re[p + 20] = (e1r - o1r) >> 3
-        im[p + 20] = (e1i - o1i) >> 3
-        re[p + 8] = (e2r + o2r) >> 3
-        im[p + 8] = (e2i + o2i) >> 3
-        re[p + 24] = (e2r - o2r) >> 3
-        im[p + 24] = (e2i - o2i) >> 3
-        re[p + 12] = (e3r + o3r) >> 3
-        im[p + 12] = (e3i + o3i) >> 3
-        re[p + 28] = (e3r - o3r) >> 3
-        im[p + 28] = (e3i - o3i) >> 3
-        p += 32
-
-
 def _radix8(re, im, m, n, cs, qn, tw):
     """Stages 3 to 5 at once: 8 blocks of 4 (at p + 4b) into one of 32; the 8-point DFT of
     c_s = W^(js) a_rev(s) (W = W_32, rev the 3-bit reversal), halved three times."""
     u = n >> 5
-    _radix8_0(re, im, m)
-    for j in range(1, 4):
+    for j in range(4):
         _twiddles(cs, j * u, qn, m, tw)
         c1 = tw[2]
         s1 = tw[3]
