@@ -120,11 +120,14 @@ def private_broker(site, passwords, plain=False, console=None):
                                password=secured.role_password("monitor"))
 
 
-def run(boards, broker, duration, seed, site, console=None, scenario="normal", speed=1.0, onset_s=None, plain=False):
+def run(boards, broker, duration, seed, site, console=None, scenario="normal", speed=1.0, onset_s=None, plain=False,
+        make_fleet=Fleet):
     """Run the simulation for `duration` simulated seconds (0: until Ctrl-C).
 
     `broker`: a BrokerAccess of an external broker, or None for a private one (secured unless
-    `plain`). Returns the observer's final views (for the summary and tests).
+    `plain`). `make_fleet`: called as Fleet is (sim/shard.py passes its ShardedFleet); a fleet with
+    `failures` shows them under the table, and one whose `ended` turns true stops the run. Returns
+    the observer's final views (for the summary and tests).
     """
     console = console or Console()
     passwords = {device_id(index): new_password() for index in range(boards)}
@@ -140,19 +143,23 @@ def run(boards, broker, duration, seed, site, console=None, scenario="normal", s
             raise BrokerError("cannot reach the broker at %s:%d (%s)" % (broker.host, broker.port, exc)) from None
         cleanup.callback(observer.stop)
         extra = {} if onset_s is None else {"onset_s": onset_s}
-        fleet = cleanup.enter_context(Fleet(boards, broker.host, broker.port, site=site, seed=seed, mode=scenario,
-                                            speed=speed, passwords=passwords, ca=ca, **extra))
+        fleet = cleanup.enter_context(make_fleet(boards, broker.host, broker.port, site=site, seed=seed,
+                                                 mode=scenario, speed=speed, passwords=passwords, ca=ca, **extra))
         stop = threading.Event()
         previous = signal.signal(signal.SIGINT, lambda *a: stop.set())
         cleanup.callback(signal.signal, signal.SIGINT, previous)
         started = time.monotonic()
 
         def view():
-            return table(observer, fleet, fleet.board_time(), duration, scenario, speed, time.monotonic() - started)
+            grid = table(observer, fleet, fleet.board_time(), duration, scenario, speed, time.monotonic() - started)
+            failures = getattr(fleet, "failures", None)
+            if failures:
+                grid.caption = "[red]%s[/]" % "; ".join(failures)
+            return grid
 
         with Live(view(), console=console, refresh_per_second=2) as live:
             while not stop.is_set():
-                if duration and fleet.board_time() >= duration:
+                if (duration and fleet.board_time() >= duration) or getattr(fleet, "ended", False):
                     break
                 live.update(view())
                 stop.wait(0.5 if speed == 1 else 0.1)

@@ -250,6 +250,11 @@ class ShardedFleet:
         self.close()
 
     # --- what the parent sees ----------------------------------------------------------------
+    @property
+    def ended(self):
+        """True once every worker is gone (nothing left to run or show)."""
+        return all(shard.ended.is_set() for shard in self.shards)
+
     def board_time(self):
         """Simulated seconds every board has lived through, as the workers last reported it (a
         worker that has ended no longer holds it back)."""
@@ -422,64 +427,23 @@ def _stats(fleet):
 # --- `floorwatch sim --processes P`: the live view over sharded boards -------------------------
 def run(boards, broker, duration, seed, site, processes, console=None, scenario="normal", speed=1.0, onset_s=None,
         plain=False):
-    """live.run's loop with the boards in `processes` workers: the parent owns the broker, the
-    observer, the table and Ctrl-C. Returns (the observer's final views, the failures' lines)."""
-    import contextlib
-
+    """live.run with the boards in `processes` workers: the parent owns the broker, the observer,
+    the table and Ctrl-C. Returns (the observer's final views, the failures' lines)."""
     from rich.console import Console
-    from rich.live import Live
 
-    from ..broker import BrokerError
-    from ..observer import Observer
-    from ..security.access import AccessError
-    from ..security.passwd import new_password
     from . import live
 
     check(speed, processes)
     console = console or Console()
-    passwords = {device_id(index): new_password() for index in range(boards)}
     raise_fd_limit()  # before the broker starts: mosquitto inherits it (a connection a board)
-    with contextlib.ExitStack() as cleanup:
-        if broker is None:
-            broker = cleanup.enter_context(live.private_broker(site, passwords, plain, console))
-        ca = open(broker.ca).read() if broker.tls and broker.ca else None
-        try:
-            observer = Observer(broker, site=site).start()
-        except AccessError:
-            raise
-        except OSError as exc:
-            raise BrokerError("cannot reach the broker at %s:%d (%s)" % (broker.host, broker.port, exc)) from None
-        cleanup.callback(observer.stop)
-        extra = {} if onset_s is None else {"onset_s": onset_s}
-        fleet = ShardedFleet(boards, broker.host, broker.port, processes, site=site, seed=seed, mode=scenario,
-                             speed=speed, passwords=passwords, ca=ca, **extra)
+    made = []
+
+    def make_fleet(count, host, port, **options):
+        fleet = ShardedFleet(count, host, port, processes, **options)
         console.print("%d boards in %d processes: %s" % (
-            boards, fleet.processes, ", ".join(span(shard.indices) for shard in fleet.shards)))
-        cleanup.enter_context(fleet)
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGINT, lambda *a: stop.set())
-        cleanup.callback(signal.signal, signal.SIGINT, previous)
-        started = time.monotonic()
+            count, fleet.processes, ", ".join(span(shard.indices) for shard in fleet.shards)))
+        made.append(fleet)
+        return fleet
 
-        def view():
-            grid = live.table(observer, fleet, fleet.board_time(), duration, scenario, speed,
-                              time.monotonic() - started)
-            failures = fleet.failures
-            if failures:
-                grid.caption = "[red]%s[/]" % "; ".join(failures)
-            return grid
-
-        with Live(view(), console=console, refresh_per_second=2) as screen:
-            while not stop.is_set():
-                if duration and fleet.board_time() >= duration:
-                    break
-                if all(shard.ended.is_set() for shard in fleet.shards):
-                    break  # every worker is gone: nothing left to show
-                screen.update(view())
-                stop.wait(0.5 if speed == 1 else 0.1)
-            fleet.stop()  # power cut in every worker: the broker publishes each board's Last Will
-            ids = [b.device_id for b in fleet.boards]
-            observer.wait_for(lambda o: all(o.devices.get(i) and o.devices[i].state == "offline" for i in ids), 10)
-            screen.update(view())
-        console.print()
-        return observer.snapshot(), fleet.failures
+    views = live.run(boards, broker, duration, seed, site, console, scenario, speed, onset_s, plain, make_fleet)
+    return views, made[0].failures if made else []
